@@ -1,0 +1,25 @@
+# collex-db: every command a user types. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help run test lint fmt migrate migrate-status migrate-create migrate-rollback types bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+run: ## build and start the service (SQLite ./collex.db unless DATABASE_URL or DB_* say otherwise)
+	$(CARGO) run -p service --bin service
+
+test: ## every test: unit, SQLite, and real PostgreSQL at TEST_DATABASE_URL
+	@bash scripts/ensure-postgres.sh
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: ## fmt check and clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all

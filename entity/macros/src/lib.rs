@@ -1,0 +1,320 @@
+//! The `#[behaviour(...)]` attribute: gives a SeaORM `Model` the Collex behaviours.
+//!
+//! It owns only code generation; the behaviours' meaning lives in `entity::behaviour` and `entity::repo`.
+//! Placed above `#[derive(DeriveEntityModel)]` (attribute macros expand before derives), it
+//!
+//! - adds the behaviour columns with their fixed names and types, so the DDL, the entity and the TypeScript
+//!   types cannot disagree (`id`, `created_at`, `updated_at`; `created_by`, `updated_by`; `deleted_at`;
+//!   `business_id`; `version`),
+//! - implements `BaseModel`, `AuditableEntity`, `SoftDeletable`, `BusinessScoped`, `Versioned` and the
+//!   `Behaviours` descriptor for the module's `Entity`,
+//! - records the indexes declared with `#[index(...)]` next to the fields,
+//! - implements `ActiveModelBehavior` so direct `ActiveModel` writes stamp ids and timestamps too.
+//!
+//! One line per behaviour: `#[behaviour(SoftDeletable)]` lines stack, or list several in one attribute.
+
+use std::collections::BTreeSet;
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::quote;
+use syn::{
+    Attribute, Data, DeriveInput, Fields, Ident, LitStr, Token, parse::Parser, parse_macro_input,
+    punctuated::Punctuated, spanned::Spanned,
+};
+
+const KNOWN: [&str; 5] = [
+    "BaseModel",
+    "AuditableEntity",
+    "SoftDeletable",
+    "BusinessScoped",
+    "Versioned",
+];
+
+/// Opts a SeaORM entity `Model` into Collex behaviours. See the crate docs of `entity`.
+#[proc_macro_attribute]
+pub fn behaviour(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as DeriveInput);
+    match expand(args.into(), item) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct IndexSpec {
+    name: String,
+    columns: Vec<String>,
+    unique: bool,
+    predicate: Option<String>,
+}
+
+fn parse_names(ts: TokenStream2, out: &mut BTreeSet<String>) -> syn::Result<()> {
+    let names = Punctuated::<Ident, Token![,]>::parse_terminated.parse2(ts)?;
+    for n in names {
+        let s = n.to_string();
+        if !KNOWN.contains(&s.as_str()) {
+            return Err(syn::Error::new(
+                n.span(),
+                format!("unknown behaviour `{s}`: expected one of {}", KNOWN.join(", ")),
+            ));
+        }
+        out.insert(s);
+    }
+    Ok(())
+}
+
+fn is_behaviour_attr(a: &Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "behaviour")
+}
+
+fn parse_index(attr: &Attribute) -> syn::Result<IndexSpec> {
+    let mut spec = IndexSpec {
+        name: String::new(),
+        columns: Vec::new(),
+        unique: false,
+        predicate: None,
+    };
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("name") {
+            spec.name = meta.value()?.parse::<LitStr>()?.value();
+        } else if meta.path.is_ident("columns") {
+            meta.parse_nested_meta(|col| {
+                let ident = col
+                    .path
+                    .get_ident()
+                    .ok_or_else(|| col.error("expected a column name"))?;
+                spec.columns.push(ident.to_string());
+                Ok(())
+            })?;
+        } else if meta.path.is_ident("unique") {
+            spec.unique = true;
+        } else if meta.path.is_ident("where") {
+            spec.predicate = Some(meta.value()?.parse::<LitStr>()?.value());
+        } else {
+            return Err(meta.error("expected `name = \"..\"`, `columns(a, b)`, `unique` or `where = \"..\"`"));
+        }
+        Ok(())
+    })?;
+    if spec.name.is_empty() {
+        return Err(syn::Error::new(
+            attr.span(),
+            "#[index] needs `name = \"idx_...\"`",
+        ));
+    }
+    if spec.columns.is_empty() {
+        return Err(syn::Error::new(attr.span(), "#[index] needs `columns(a, b, ..)`"));
+    }
+    Ok(spec)
+}
+
+fn table_name(attrs: &[Attribute]) -> syn::Result<String> {
+    let mut name = None;
+    for a in attrs.iter().filter(|a| a.path().is_ident("sea_orm")) {
+        a.parse_nested_meta(|meta| {
+            if meta.path.is_ident("table_name") {
+                name = Some(meta.value()?.parse::<LitStr>()?.value());
+            } else if meta.input.peek(Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            }
+            Ok(())
+        })?;
+    }
+    name.ok_or_else(|| {
+        syn::Error::new(
+            Span::call_site(),
+            "#[behaviour] needs #[sea_orm(table_name = \"..\")] on the model",
+        )
+    })
+}
+
+fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2> {
+    let mut set = BTreeSet::new();
+    parse_names(args, &mut set)?;
+    // Later `#[behaviour(..)]` lines are still plain attributes here: fold them into this expansion.
+    let mut rest = Vec::new();
+    let mut indexes = Vec::new();
+    for a in std::mem::take(&mut item.attrs) {
+        if is_behaviour_attr(&a) {
+            let list = a.meta.require_list()?;
+            parse_names(list.tokens.clone(), &mut set)?;
+        } else if a.path().is_ident("index") {
+            indexes.push(parse_index(&a)?);
+        } else {
+            rest.push(a);
+        }
+    }
+    item.attrs = rest;
+    let table = table_name(&item.attrs)?;
+
+    let has = |b: &str| set.contains(b);
+    let auditable = has("AuditableEntity");
+    let soft = has("SoftDeletable");
+    let scoped = has("BusinessScoped");
+    let versioned = has("Versioned");
+
+    let Data::Struct(data) = &mut item.data else {
+        return Err(syn::Error::new(
+            item.ident.span(),
+            "#[behaviour] applies to a struct `Model`",
+        ));
+    };
+    let Fields::Named(fields) = &mut data.fields else {
+        return Err(syn::Error::new(
+            item.ident.span(),
+            "#[behaviour] needs named fields",
+        ));
+    };
+
+    let reserved = [
+        ("id", "BaseModel"),
+        ("created_at", "BaseModel"),
+        ("updated_at", "BaseModel"),
+        ("created_by", "AuditableEntity"),
+        ("updated_by", "AuditableEntity"),
+        ("deleted_at", "SoftDeletable"),
+        ("business_id", "BusinessScoped"),
+        ("version", "Versioned"),
+    ];
+    let mut declared = BTreeSet::new();
+    for f in &fields.named {
+        let Some(ident) = &f.ident else { continue };
+        let name = ident.to_string();
+        if let Some((_, owner)) = reserved.iter().find(|(r, _)| *r == name) {
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("`{name}` is a behaviour column added by #[behaviour({owner})]: remove the field"),
+            ));
+        }
+        declared.insert(name);
+    }
+    for idx in &indexes {
+        for c in &idx.columns {
+            let known = declared.contains(c) || reserved.iter().any(|(r, b)| r == c && set_has(&set, b));
+            if !known {
+                return Err(syn::Error::new(
+                    Span::call_site(),
+                    format!(
+                        "index `{}` names column `{c}`, which the model does not have",
+                        idx.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut front: Vec<syn::Field> = Vec::new();
+    let mut back: Vec<syn::Field> = Vec::new();
+    let field = |ts: TokenStream2| syn::Field::parse_named.parse2(ts);
+    front.push(field(quote! {
+        /// Primary key: a UUID v7, generated in Rust so ids sort by creation time.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: ::entity::__private::Uuid
+    })?);
+    if scoped {
+        back.push(field(quote! { /// The business the row belongs to.
+        pub business_id: ::entity::__private::Uuid })?);
+    }
+    if auditable {
+        back.push(field(quote! { /// Who created the row.
+        #[sea_orm(nullable)] pub created_by: Option<::entity::__private::Uuid> })?);
+        back.push(field(quote! { /// Who last changed the row.
+        #[sea_orm(nullable)] pub updated_by: Option<::entity::__private::Uuid> })?);
+    }
+    back.push(field(quote! {
+        /// When the row was inserted.
+        #[sea_orm(default_expr = "::entity::__private::Expr::current_timestamp()")]
+        pub created_at: ::entity::__private::DateTimeUtc
+    })?);
+    back.push(field(quote! {
+        /// When the row last changed.
+        #[sea_orm(default_expr = "::entity::__private::Expr::current_timestamp()")]
+        pub updated_at: ::entity::__private::DateTimeUtc
+    })?);
+    if soft {
+        back.push(field(quote! {
+            /// When the row was soft-deleted; `null` while live.
+            #[sea_orm(nullable)] pub deleted_at: Option<::entity::__private::DateTimeUtc>
+        })?);
+    }
+    if versioned {
+        back.push(field(
+            quote! { /// Optimistic-locking version, 1 on insert, +1 on every update.
+            #[sea_orm(default_value = 1)] pub version: i32 },
+        )?);
+    }
+    let own: Vec<syn::Field> = std::mem::take(&mut fields.named).into_iter().collect();
+    fields.named = front.into_iter().chain(own).chain(back).collect();
+
+    let some_or_none = |on: bool, ts: TokenStream2| if on { quote!(Some(#ts)) } else { quote!(None) };
+    let audit_cols = some_or_none(auditable, quote!((Column::CreatedBy, Column::UpdatedBy)));
+    let deleted_col = some_or_none(soft, quote!(Column::DeletedAt));
+    let business_col = some_or_none(scoped, quote!(Column::BusinessId));
+    let version_col = some_or_none(versioned, quote!(Column::Version));
+    let index_defs = indexes.iter().map(|i| {
+        let name = &i.name;
+        let cols = &i.columns;
+        let unique = i.unique;
+        let pred = match &i.predicate {
+            Some(p) => quote!(Some(#p)),
+            None => quote!(None),
+        };
+        quote! { ::entity::IndexDef { name: #name, columns: &[#(#cols),*], unique: #unique, predicate: #pred } }
+    });
+
+    let mut impls = quote! {
+        impl ::entity::BaseModel for Entity {
+            fn id_column() -> Column { Column::Id }
+            fn created_at_column() -> Column { Column::CreatedAt }
+            fn updated_at_column() -> Column { Column::UpdatedAt }
+        }
+        impl ::entity::Behaviours for Entity {
+            const TABLE: &'static str = #table;
+            const INDEXES: &'static [::entity::IndexDef] = &[#(#index_defs),*];
+            fn audit_columns() -> Option<(Column, Column)> { #audit_cols }
+            fn deleted_at_column() -> Option<Column> { #deleted_col }
+            fn business_id_column() -> Option<Column> { #business_col }
+            fn version_column() -> Option<Column> { #version_col }
+        }
+        #[::entity::__private::async_trait]
+        impl ::entity::__private::ActiveModelBehavior for ActiveModel {
+            async fn before_save<C>(self, _db: &C, insert: bool) -> Result<Self, ::entity::__private::DbErr>
+            where
+                C: ::entity::__private::ConnectionTrait,
+            {
+                ::entity::hooks::before_save::<Entity>(self, insert)
+            }
+        }
+    };
+    if auditable {
+        impls.extend(quote! {
+            impl ::entity::AuditableEntity for Entity {
+                fn created_by_column() -> Column { Column::CreatedBy }
+                fn updated_by_column() -> Column { Column::UpdatedBy }
+            }
+        });
+    }
+    if soft {
+        impls.extend(quote! {
+            impl ::entity::SoftDeletable for Entity { fn deleted_at_column() -> Column { Column::DeletedAt } }
+        });
+    }
+    if scoped {
+        impls.extend(quote! {
+            impl ::entity::BusinessScoped for Entity { fn business_id_column() -> Column { Column::BusinessId } }
+        });
+    }
+    if versioned {
+        impls.extend(quote! {
+            impl ::entity::Versioned for Entity { fn version_column() -> Column { Column::Version } }
+        });
+    }
+
+    Ok(quote! {
+        #item
+        #impls
+    })
+}
+
+fn set_has(set: &BTreeSet<String>, behaviour: &str) -> bool {
+    behaviour == "BaseModel" || set.contains(behaviour)
+}

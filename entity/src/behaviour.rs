@@ -1,0 +1,77 @@
+//! The five behaviour traits and the `Behaviours` descriptor that the repository reads.
+//!
+//! The traits name the fixed behaviour columns of an entity; `#[behaviour(...)]` implements them, so an
+//! entity never writes these impls by hand. Generic code bounds on the trait it needs (`E: SoftDeletable`
+//! for `soft_delete`), and the `Behaviours` descriptor tells the default read and write paths which
+//! filters and stamps apply, without specialization.
+
+use sea_orm::{EntityTrait, IntoActiveModel};
+
+/// `id` (UUID v7, generated in Rust), `created_at`, `updated_at` (timestamp with time zone).
+pub trait BaseModel: EntityTrait {
+    /// The `id` column.
+    fn id_column() -> Self::Column;
+    /// The `created_at` column.
+    fn created_at_column() -> Self::Column;
+    /// The `updated_at` column.
+    fn updated_at_column() -> Self::Column;
+}
+
+/// `created_by`, `updated_by`: the actor of the [`Ctx`](crate::Ctx) that wrote the row.
+pub trait AuditableEntity: BaseModel {
+    /// The `created_by` column.
+    fn created_by_column() -> Self::Column;
+    /// The `updated_by` column.
+    fn updated_by_column() -> Self::Column;
+}
+
+/// `deleted_at`: rows are hidden from default reads once set.
+pub trait SoftDeletable: BaseModel {
+    /// The `deleted_at` column.
+    fn deleted_at_column() -> Self::Column;
+}
+
+/// `business_id`: every read and write is confined to the business of the [`Ctx`](crate::Ctx).
+pub trait BusinessScoped: BaseModel {
+    /// The `business_id` column.
+    fn business_id_column() -> Self::Column;
+}
+
+/// `version`: optimistic locking, checked and incremented by every update through the crate.
+pub trait Versioned: BaseModel {
+    /// The `version` column.
+    fn version_column() -> Self::Column;
+}
+
+/// An index declared next to an entity's fields with `#[index(...)]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Index name, unique in the schema.
+    pub name: &'static str,
+    /// Column names, in index order.
+    pub columns: &'static [&'static str],
+    /// Whether it is a unique index.
+    pub unique: bool,
+    /// The `WHERE` predicate of a partial index, as SQL.
+    pub predicate: Option<&'static str>,
+}
+
+/// Which behaviours an entity has: what the repository filters and stamps.
+///
+/// Implemented by `#[behaviour(...)]` alongside the behaviour traits, which it mirrors.
+pub trait Behaviours:
+    BaseModel + EntityTrait<Model: IntoActiveModel<Self::ActiveModel> + Send + Sync, ActiveModel: Send>
+{
+    /// The table name.
+    const TABLE: &'static str;
+    /// Indexes declared on the entity with `#[index(...)]`.
+    const INDEXES: &'static [IndexDef];
+    /// `(created_by, updated_by)` when the entity is [`AuditableEntity`].
+    fn audit_columns() -> Option<(Self::Column, Self::Column)>;
+    /// `deleted_at` when the entity is [`SoftDeletable`].
+    fn deleted_at_column() -> Option<Self::Column>;
+    /// `business_id` when the entity is [`BusinessScoped`].
+    fn business_id_column() -> Option<Self::Column>;
+    /// `version` when the entity is [`Versioned`].
+    fn version_column() -> Option<Self::Column>;
+}

@@ -1,0 +1,77 @@
+//! `EntityError`: what the repository reports, as variants a caller can match.
+
+use uuid::Uuid;
+
+/// An error of the behaviour layer. Database errors pass through as [`EntityError::Db`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntityError {
+    /// No row with this id is visible in the current scope (deleted rows and other businesses' rows are
+    /// not visible, so this does not tell them apart from absent ones).
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// Table name.
+        entity: &'static str,
+        /// The id looked for.
+        id: Uuid,
+    },
+    /// The row changed since it was read: `expected` is the version the caller held.
+    #[error("{entity} {id} is stale: expected version {expected}, found {found}")]
+    StaleVersion {
+        /// Table name.
+        entity: &'static str,
+        /// Row id.
+        id: Uuid,
+        /// The version the update was based on.
+        expected: i32,
+        /// The version in the database.
+        found: i32,
+    },
+    /// An update of a versioned entity did not say which version it was based on.
+    #[error("{entity}: update needs the version it was read at (set `version` on the active model)")]
+    MissingVersion {
+        /// Table name.
+        entity: &'static str,
+    },
+    /// The write names a business other than the scope's.
+    #[error("{entity}: business {found} is outside the current scope (business {scope})")]
+    CrossBusiness {
+        /// Table name.
+        entity: &'static str,
+        /// The scope's business.
+        scope: Uuid,
+        /// The business the write named.
+        found: Uuid,
+    },
+    /// A business-scoped entity was used without a business in the context.
+    #[error(
+        "{entity} is business-scoped: give the context a business (`Ctx::business`) or opt out visibly \
+         (`Ctx::all_businesses`)"
+    )]
+    MissingScope {
+        /// Table name.
+        entity: &'static str,
+    },
+    /// An insert into a business-scoped table under `all_businesses` did not set `business_id`.
+    #[error("{entity}: insert under `all_businesses` must set business_id")]
+    MissingBusiness {
+        /// Table name.
+        entity: &'static str,
+    },
+    /// An update or delete needs the row id.
+    #[error("{entity}: the active model has no id")]
+    MissingId {
+        /// Table name.
+        entity: &'static str,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+impl EntityError {
+    /// Whether retrying the read-modify-write can succeed (a lost optimistic-locking race).
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::StaleVersion { .. })
+    }
+}

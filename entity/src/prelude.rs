@@ -1,0 +1,7 @@
+//! One import for app code: the behaviours, the context, the repository and the entities.
+
+pub use crate::entities::prelude::*;
+pub use crate::repo::RepoExt;
+pub use crate::{
+    AuditableEntity, BaseModel, Behaviours, BusinessScoped, Ctx, EntityError, Repo, SoftDeletable, Versioned,
+};

@@ -1,0 +1,65 @@
+//! The list of the app's entities in foreign-key order, with what the schema generator needs of each.
+
+use sea_orm::Schema;
+use sea_orm::sea_query::TableCreateStatement;
+
+use crate::behaviour::{Behaviours, IndexDef};
+use crate::entities::*;
+
+/// What the schema generator knows of one entity.
+#[derive(Clone, Copy)]
+pub struct EntityMeta {
+    /// Table name.
+    pub table: &'static str,
+    /// Indexes declared with `#[index(...)]`.
+    pub indexes: &'static [IndexDef],
+    /// Whether rows are soft-deleted (unique constraints then become partial: `WHERE deleted_at IS NULL`).
+    pub soft_deletable: bool,
+    /// Whether rows carry `business_id` (then indexed).
+    pub business_scoped: bool,
+    /// Whether rows carry `version`.
+    pub versioned: bool,
+    /// Whether rows carry `created_by`/`updated_by`.
+    pub auditable: bool,
+    /// SeaORM's `CREATE TABLE` for the entity (columns, primary key, foreign keys).
+    pub create_table: fn(&Schema) -> TableCreateStatement,
+}
+
+impl std::fmt::Debug for EntityMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntityMeta")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EntityMeta {
+    /// The metadata of `E`.
+    pub fn of<E: Behaviours>() -> Self {
+        Self {
+            table: E::TABLE,
+            indexes: E::INDEXES,
+            soft_deletable: E::deleted_at_column().is_some(),
+            business_scoped: E::business_id_column().is_some(),
+            versioned: E::version_column().is_some(),
+            auditable: E::audit_columns().is_some(),
+            create_table: |schema| schema.create_table_from_entity(E::default()),
+        }
+    }
+}
+
+/// Every entity of the app, parents before children.
+pub fn all() -> Vec<EntityMeta> {
+    vec![
+        EntityMeta::of::<businesses::Entity>(),
+        EntityMeta::of::<users::Entity>(),
+        EntityMeta::of::<user_sessions::Entity>(),
+        EntityMeta::of::<user_activities::Entity>(),
+        EntityMeta::of::<roles::Entity>(),
+        EntityMeta::of::<permissions::Entity>(),
+        EntityMeta::of::<role_permissions::Entity>(),
+        EntityMeta::of::<user_roles::Entity>(),
+        EntityMeta::of::<user_preferences::Entity>(),
+        EntityMeta::of::<audit_logs::Entity>(),
+    ]
+}

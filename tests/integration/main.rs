@@ -1,0 +1,3 @@
+//! The one integration-test binary: modules grouped by subject.
+
+mod harness;
