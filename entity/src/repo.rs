@@ -224,9 +224,9 @@ where
 
     /// Adds the stamps every update carries: `updated_at`, `updated_by`, `version + 1`.
     fn stamp_update(&self, mut q: UpdateMany<E>, now: DateTimeUtc) -> UpdateMany<E> {
-        q = q.col_expr(E::updated_at_column(), Expr::val(now).into());
+        q = q.col_expr(E::updated_at_column(), Expr::val(now));
         if let Some((_, updated_by)) = E::audit_columns() {
-            q = q.col_expr(updated_by, Expr::val(self.ctx.actor_id()).into());
+            q = q.col_expr(updated_by, Expr::val(self.ctx.actor_id()));
         }
         if let Some(col) = E::version_column() {
             q = q.col_expr(col, Expr::col(col).add(1));
@@ -353,7 +353,7 @@ where
                     deleted: Deleted::Exclude,
                     ..self.clone()
                 };
-                let q = live.stamp_update(E::update_many().col_expr(col, Expr::val(now).into()), now);
+                let q = live.stamp_update(E::update_many().col_expr(col, Expr::val(now)), now);
                 Ok(q.filter(filter).exec(self.db).await?.rows_affected)
             }
             None => self.force_delete_many(filter).await,
@@ -464,7 +464,7 @@ where
         let col = <E as SoftDeletable>::deleted_at_column();
         let q = deleted
             .stamp_update(
-                E::update_many().col_expr(col, Expr::val(Option::<DateTimeUtc>::None).into()),
+                E::update_many().col_expr(col, Expr::val(Option::<DateTimeUtc>::None)),
                 now(),
             )
             .filter(E::id_column().eq(id));

@@ -1,3 +1,4 @@
 //! The one integration-test binary: modules grouped by subject.
 
+mod entity;
 mod harness;

@@ -172,3 +172,33 @@ pub async fn sqlite_memory() -> DatabaseConnection {
         Err(e) => panic!("cannot open in-memory SQLite: {e}"),
     }
 }
+
+/// Creates the entities' tables straight from the entity definitions (SeaORM's schema builder), in
+/// foreign-key order: the fast tier for behaviour tests that do not exercise migrations.
+///
+/// # Panics
+/// When a table cannot be created.
+pub async fn create_entity_tables(db: &DatabaseConnection) {
+    let schema = sea_orm::Schema::new(db.get_database_backend());
+    for meta in entity::registry::all() {
+        let stmt = (meta.create_table)(&schema);
+        if let Err(e) = db.execute(&stmt).await {
+            panic!("cannot create table {}: {e}", meta.table);
+        }
+    }
+}
+
+/// A throwaway PostgreSQL database with the entities' tables, and a connection to it.
+pub async fn pg_with_entities() -> (PgTestDb, DatabaseConnection) {
+    let test_db = PgTestDb::new().await;
+    let conn = test_db.connect().await;
+    create_entity_tables(&conn).await;
+    (test_db, conn)
+}
+
+/// An in-memory SQLite database with the entities' tables.
+pub async fn sqlite_with_entities() -> DatabaseConnection {
+    let conn = sqlite_memory().await;
+    create_entity_tables(&conn).await;
+    conn
+}
