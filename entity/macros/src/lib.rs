@@ -318,3 +318,76 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
 fn set_has(set: &BTreeSet<String>, behaviour: &str) -> bool {
     behaviour == "BaseModel" || set.contains(behaviour)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> Result<String, String> {
+        let args: TokenStream2 = args.parse().map_err(|e| format!("{e:?}"))?;
+        let item: DeriveInput = syn::parse_str(item).map_err(|e| e.to_string())?;
+        expand(args, item)
+            .map(|ts| ts.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    const MODEL: &str = r#"#[sea_orm(table_name = "things")] pub struct Model { pub name: String }"#;
+
+    #[test]
+    fn stacked_lines_are_folded_into_one_expansion() {
+        let item = format!("#[behaviour(Versioned)] #[entity::behaviour(SoftDeletable)] {MODEL}");
+        let out = expand_str("BaseModel", &item).expect("expands");
+        assert!(out.contains("pub deleted_at"), "{out}");
+        assert!(out.contains("pub version"), "{out}");
+        assert!(
+            out.contains("impl :: entity :: SoftDeletable for Entity"),
+            "{out}"
+        );
+        assert!(out.contains("impl :: entity :: Versioned for Entity"), "{out}");
+        assert!(!out.contains("pub business_id"), "{out}");
+        assert!(
+            !out.contains("# [behaviour"),
+            "the folded attributes are removed: {out}"
+        );
+    }
+
+    #[test]
+    fn unknown_behaviour_names_the_accepted_ones() {
+        let err = expand_str("SoftDelete", MODEL).expect_err("unknown");
+        assert!(err.contains("unknown behaviour `SoftDelete`"), "{err}");
+        assert!(err.contains("SoftDeletable"), "{err}");
+    }
+
+    #[test]
+    fn a_declared_behaviour_column_is_rejected() {
+        let item = r#"#[sea_orm(table_name = "t")] pub struct Model { pub deleted_at: Option<i32> }"#;
+        let err = expand_str("SoftDeletable", item).expect_err("reserved");
+        assert!(
+            err.contains("`deleted_at` is a behaviour column added by #[behaviour(SoftDeletable)]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_index_on_an_unknown_column_is_rejected() {
+        let item = format!(r#"#[index(name = "idx_x", columns(nope))] {MODEL}"#);
+        let err = expand_str("BaseModel", &item).expect_err("unknown column");
+        assert!(err.contains("index `idx_x` names column `nope`"), "{err}");
+    }
+
+    #[test]
+    fn indexes_keep_their_predicate() {
+        let item = format!(
+            r#"#[index(name = "idx_x", columns(name), unique, where = "deleted_at IS NULL")] {MODEL}"#
+        );
+        let out = expand_str("SoftDeletable", &item).expect("expands");
+        assert!(out.contains("predicate : Some (\"deleted_at IS NULL\")"), "{out}");
+        assert!(out.contains("unique : true"), "{out}");
+    }
+
+    #[test]
+    fn a_model_without_table_name_is_rejected() {
+        let err = expand_str("BaseModel", "pub struct Model { pub a: i32 }").expect_err("no table");
+        assert!(err.contains("table_name"), "{err}");
+    }
+}
