@@ -1,15 +1,80 @@
-//! Opening a SeaORM connection from a [`DbConfig`](crate::config::DbConfig).
+//! Connect options built from a [`DbConfig`]'s parts, and the plain connection the CLI uses.
+//!
+//! The password goes straight from the [`SecretString`](secrecy::SecretString) into sqlx's
+//! `PgConnectOptions`: no URL carrying it is ever formatted, so SeaORM's `ConnectOptions` `Debug`, its spans
+//! and sqlx's connect errors cannot show it. The service's pool with statistics lives in the `service` crate;
+//! it builds on [`pg_connect_options`] and [`sqlite_connect_options`].
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::str::FromStr;
 
-use crate::config::DbConfig;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector, SqlxSqliteConnector};
 
-/// Opens a plain pooled connection, as the CLI needs.
+use crate::config::{DbConfig, DbTarget, PgTarget, SqliteTarget, SslMode};
+
+/// sqlx options for a PostgreSQL target, from parts. `PG*` environment variables and `~/.pgpass` are not
+/// consulted: the configuration is the only source.
+pub fn pg_connect_options(t: &PgTarget) -> PgConnectOptions {
+    let mut o = PgConnectOptions::new_without_pgpass()
+        .host(&t.host)
+        .port(t.port)
+        .username(&t.user)
+        .database(&t.database)
+        .ssl_mode(match t.ssl_mode {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Allow => PgSslMode::Allow,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        })
+        .application_name(t.application_name.as_deref().unwrap_or("collex"));
+    if let Some(p) = t.password_secret() {
+        o = o.password(p);
+    }
+    if let Some(ca) = &t.ssl_root_cert {
+        o = o.ssl_root_cert(ca);
+    }
+    o
+}
+
+/// sqlx options for a SQLite target; the file is created when missing.
 ///
 /// # Errors
-/// Returns the driver's error when the database cannot be reached.
+/// [`DbErr::Conn`] when sqlx cannot understand the SQLite URL.
+pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, DbErr> {
+    SqliteConnectOptions::from_str(&t.url)
+        .map(|o| o.create_if_missing(true))
+        .map_err(|e| {
+            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "invalid sqlite url {}: {e}",
+                t.url
+            )))
+        })
+}
+
+/// Opens a plain pooled connection (no statistics), as the CLI needs: at most `DB_MAX_OPEN_CONNS`
+/// connections, `DB_CONN_ACQUIRE_TIMEOUT` to get one.
+///
+/// # Errors
+/// The driver's error when the database cannot be reached; it never contains the password.
 pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
-    let mut opts = ConnectOptions::new(cfg.url().to_owned());
-    opts.sqlx_logging(false);
-    Database::connect(opts).await
+    let timeout = cfg.pool.acquire_timeout;
+    match &cfg.target {
+        DbTarget::Postgres(t) => PgPoolOptions::new()
+            .max_connections(cfg.pool.max_open.max(1))
+            .acquire_timeout(timeout)
+            .connect_with(pg_connect_options(t))
+            .await
+            .map(SqlxPostgresConnector::from_sqlx_postgres_pool)
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))),
+        DbTarget::Sqlite(t) => SqlitePoolOptions::new()
+            .max_connections(cfg.pool.max_open.max(1))
+            .acquire_timeout(timeout)
+            .connect_with(sqlite_connect_options(t)?)
+            .await
+            .map(SqlxSqliteConnector::from_sqlx_sqlite_pool)
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))),
+    }
 }
