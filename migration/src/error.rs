@@ -1,0 +1,290 @@
+//! Everything that can stop the migrator, as one typed error, and the CLI exit code each maps to.
+//!
+//! Validation variants name the file and say what was expected; [`MigrateError::Failed`] names the file, the
+//! statement and the database's message with its line. Nothing here formats a connection URL, so no password
+//! can leak through an error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit code of the CLI when a migration (or the database under it) failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code of the CLI for usage, configuration and validation errors: nothing was changed.
+pub const EXIT_USAGE: i32 = 2;
+
+/// An error of the migrator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The migrations directory does not exist or cannot be listed.
+    #[error("migrations directory `{}` cannot be read ({source}): set DB_MIGRATE_PATH to a directory of NNN_description.sql files", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+
+    /// A `.sql` file whose name does not follow `NNN_description.sql` / `NNN_rollback.sql`.
+    #[error(
+        "migration file `{}` has a malformed name: expected NNN_description.sql or NNN_rollback.sql \
+         (a version of three or more digits starting at 001, an underscore, then letters, digits, `_` or `-`)",
+        file.display()
+    )]
+    MalformedName {
+        /// The offending file.
+        file: PathBuf,
+    },
+
+    /// Two migrations (files or Rust migrations) share a version.
+    #[error(
+        "migration version {version:03} is used twice, by `{first}` and `{second}`: each version must be unique"
+    )]
+    DuplicateVersion {
+        /// The version.
+        version: u64,
+        /// The first migration with it.
+        first: String,
+        /// The second migration with it.
+        second: String,
+    },
+
+    /// `NNN_rollback.sql` without `NNN_<description>.sql`.
+    #[error(
+        "rollback file `{}` has no forward migration: expected a file {version:03}_<description>.sql next to it",
+        file.display()
+    )]
+    RollbackWithoutForward {
+        /// The version.
+        version: u64,
+        /// The rollback file.
+        file: PathBuf,
+    },
+
+    /// A file that cannot be read.
+    #[error("migration file `{}` cannot be read: {source}", file.display())]
+    Unreadable {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A file that is not valid UTF-8.
+    #[error("migration file `{}` is not valid UTF-8 (invalid byte at offset {offset}): expected UTF-8 text", file.display())]
+    NotUtf8 {
+        /// The file.
+        file: PathBuf,
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+
+    /// A file without any SQL statement (only whitespace or comments).
+    #[error("migration file `{}` is empty: expected at least one SQL statement after the header", file.display())]
+    Empty {
+        /// The file.
+        file: PathBuf,
+    },
+
+    /// The header's `-- Version:` disagrees with the file name.
+    #[error("migration file `{}` says `-- Version: {header}` but its name says {version:03}: expected the same version", file.display())]
+    HeaderVersionMismatch {
+        /// The file.
+        file: PathBuf,
+        /// The version in the name.
+        version: u64,
+        /// The text after `-- Version:`.
+        header: String,
+    },
+
+    /// A transactional file that manages transactions itself.
+    #[error(
+        "migration file `{}` line {line}: `{keyword}` is not allowed: each migration already runs in its own \
+         transaction; remove it, or put `-- migrate:no-transaction` on the first line",
+        file.display()
+    )]
+    TransactionControl {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line of the statement.
+        line: usize,
+        /// The keyword found (`BEGIN`, `COMMIT`, ...).
+        keyword: String,
+    },
+
+    /// Several validation problems at once (each is one of the variants above).
+    #[error("{} problems with the migration files:\n{}", .0.len(), join_lines(.0))]
+    Invalid(Vec<MigrateError>),
+
+    /// An applied migration whose file changed since.
+    #[error(
+        "migration {version:03} was modified after it was applied: `{file}` no longer matches the recorded checksum; \
+         restore the file, or run `migration accept-checksum {version}` if the change is deliberate"
+    )]
+    ChecksumMismatch {
+        /// The version.
+        version: u64,
+        /// The file (or Rust migration name).
+        file: String,
+    },
+
+    /// An applied migration whose file is gone.
+    #[error(
+        "migration {version:03} ({name}) is applied but its file is missing from the migrations directory: \
+         restore it, or pass --ignore-missing"
+    )]
+    MissingFile {
+        /// The version.
+        version: u64,
+        /// The name recorded when it was applied.
+        name: String,
+    },
+
+    /// A migration recorded as failed (a `no-transaction` migration that stopped part-way).
+    #[error(
+        "migration {version:03} (`{file}`) failed part-way in an earlier run (it runs without a transaction): \
+         repair the database by hand, then run `migration up --retry-failed`"
+    )]
+    PreviouslyFailed {
+        /// The version.
+        version: u64,
+        /// The file.
+        file: String,
+    },
+
+    /// A migration that cannot be rolled back.
+    #[error("migration {version:03} (`{file}`) cannot be rolled back: {reason}")]
+    Irreversible {
+        /// The version.
+        version: u64,
+        /// The file or migration name.
+        file: String,
+        /// Why (no rollback file, file missing, ...).
+        reason: String,
+    },
+
+    /// A version given on the command line that names no migration.
+    #[error("version {version:03} {what}")]
+    UnknownVersion {
+        /// The version asked for.
+        version: u64,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+
+    /// Another runner held the migration lock for longer than the timeout.
+    #[error(
+        "gave up waiting for the migration lock after {}: another migration run holds it{}; \
+         retry later or raise --lock-timeout",
+        humantime::format_duration(*waited),
+        holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    LockTimeout {
+        /// How long this runner waited.
+        waited: Duration,
+        /// Who holds it, when known.
+        holder: Option<String>,
+    },
+
+    /// A migration failed; its transaction was rolled back and nothing of it was recorded.
+    #[error(
+        "migration {version:03} failed in `{file}`{}: {message}\n  statement: {}",
+        location(*line, *column),
+        shorten(statement)
+    )]
+    Failed {
+        /// The version.
+        version: u64,
+        /// The file (or Rust migration name).
+        file: String,
+        /// The failing statement, as written in the file (empty when it could not be determined).
+        statement: String,
+        /// 1-based line in the file: of the error position when the database gave one, else of the statement.
+        line: usize,
+        /// 1-based column of the error position, when the database gave one.
+        column: Option<usize>,
+        /// The database's message.
+        message: String,
+    },
+
+    /// A database error outside any migration (connecting, reading the history, ...).
+    #[error("database error while {context}: {message}")]
+    Database {
+        /// What the migrator was doing.
+        context: &'static str,
+        /// The driver's message (never contains the URL).
+        message: String,
+    },
+
+    /// The connection's backend is not PostgreSQL or SQLite.
+    #[error("unsupported database backend {0}: expected PostgreSQL or SQLite")]
+    UnsupportedBackend(String),
+
+    /// A file could not be written (`create`).
+    #[error("cannot write `{}`: {source}", file.display())]
+    Write {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A command-line value is invalid.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn join_lines(errors: &[MigrateError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn location(line: usize, column: Option<usize>) -> String {
+    match (line, column) {
+        (0, _) => String::new(),
+        (l, Some(c)) => format!(" at line {l}, column {c}"),
+        (l, None) => format!(" at line {l}"),
+    }
+}
+
+fn shorten(statement: &str) -> String {
+    const MAX: usize = 400;
+    if statement.is_empty() {
+        return "(could not be determined)".to_owned();
+    }
+    match statement.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{} …", &statement[..cut]),
+        None => statement.to_owned(),
+    }
+}
+
+impl MigrateError {
+    /// The CLI exit code: [`EXIT_FAILED`] when a migration or the database failed while running,
+    /// [`EXIT_USAGE`] for usage, configuration and validation errors (which change nothing).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Failed { .. } | Self::Database { .. } | Self::LockTimeout { .. } => EXIT_FAILED,
+            _ => EXIT_USAGE,
+        }
+    }
+
+    /// Builds [`MigrateError::Database`] from any driver error.
+    pub(crate) fn db(context: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Database {
+            context,
+            message: err.to_string(),
+        }
+    }
+
+    /// One error when there is one, [`MigrateError::Invalid`] when there are several.
+    pub(crate) fn from_many(mut errors: Vec<MigrateError>) -> Result<(), Self> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Self::Invalid(errors)),
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The migrations to run: hand-written SQL pairs loaded from `DB_MIGRATE_PATH` and Rust migrations, validated
+//! as a whole and merged into one plan ordered by version.
+//!
+//! Loading reads every file before anything runs and reports every problem at once (malformed names, duplicate
+//! versions, a rollback without its forward file, unreadable, non-UTF-8 or empty files, a header whose version
+//! disagrees with the name, transaction control inside a transactional file). Talking to the database is not
+//! this module's business.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sea_orm_migration::MigrationTrait;
+use sha2::{Digest, Sha256};
+
+use crate::error::MigrateError;
+use crate::statements::{self, Statement};
+
+/// First-line directive that runs a file outside a transaction (for `CREATE INDEX CONCURRENTLY`).
+pub const NO_TRANSACTION: &str = "-- migrate:no-transaction";
+
+/// The spec's header, as found at the top of a file (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// `-- Migration:` (or `-- Rollback Migration:`) title.
+    pub migration: Option<String>,
+    /// `-- Version:` text.
+    pub version: Option<String>,
+    /// `-- Description:` text.
+    pub description: Option<String>,
+    /// `-- Created:` text.
+    pub created: Option<String>,
+}
+
+/// One SQL file, read and checked.
+#[derive(Debug, Clone)]
+pub struct SqlFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The file name (`003_add_tags.sql`).
+    pub file_name: String,
+    /// The text, exactly as on disk.
+    pub sql: String,
+    /// Lower-case hex SHA-256 of the bytes on disk.
+    pub checksum: String,
+    /// Whether the first line opts out of the transaction.
+    pub no_transaction: bool,
+    /// The header fields.
+    pub header: Header,
+    /// The statements, for no-transaction runs and error reports.
+    pub statements: Vec<Statement>,
+}
+
+impl SqlFile {
+    /// Reads and checks one file; `version` comes from its name.
+    ///
+    /// # Errors
+    /// [`MigrateError::Unreadable`], [`MigrateError::NotUtf8`], [`MigrateError::Empty`],
+    /// [`MigrateError::HeaderVersionMismatch`] or [`MigrateError::TransactionControl`].
+    pub fn read(path: &Path, version: u64) -> Result<Self, MigrateError> {
+        let bytes = std::fs::read(path).map_err(|source| MigrateError::Unreadable {
+            file: path.to_owned(),
+            source,
+        })?;
+        let checksum = hex::encode(Sha256::digest(&bytes));
+        let sql = String::from_utf8(bytes).map_err(|e| MigrateError::NotUtf8 {
+            file: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let header = parse_header(&sql);
+        if let Some(text) = &header.version
+            && text.trim().parse::<u64>().ok() != Some(version)
+        {
+            return Err(MigrateError::HeaderVersionMismatch {
+                file: path.to_owned(),
+                version,
+                header: text.clone(),
+            });
+        }
+        let no_transaction = sql
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION));
+        let stmts = statements::split(&sql);
+        if stmts.is_empty() {
+            return Err(MigrateError::Empty {
+                file: path.to_owned(),
+            });
+        }
+        if !no_transaction {
+            for s in &stmts {
+                let kw = s.first_keyword(&sql);
+                let is_control = matches!(kw.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "ABORT")
+                    || (kw == "START" && s.text(&sql).to_ascii_uppercase().contains("TRANSACTION"));
+                if is_control {
+                    return Err(MigrateError::TransactionControl {
+                        file: path.to_owned(),
+                        line: statements::line_col(&sql, s.start).0,
+                        keyword: kw,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file_name,
+            sql,
+            checksum,
+            no_transaction,
+            header,
+            statements: stmts,
+        })
+    }
+}
+
+fn parse_header(sql: &str) -> Header {
+    let mut h = Header::default();
+    for line in sql.trim_start_matches('\u{feff}').lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let Some(body) = t.strip_prefix("--") else { break };
+        let Some((key, value)) = body.split_once(':') else {
+            continue;
+        };
+        let value = Some(value.trim().to_owned());
+        match key.trim().to_ascii_lowercase().as_str() {
+            "migration" | "rollback migration" => h.migration = value,
+            "version" => h.version = value,
+            "description" => h.description = value,
+            "created" => h.created = value,
+            _ => {}
+        }
+    }
+    h
+}
+
+/// A parsed migration file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName {
+    /// The version (`003` → 3).
+    pub version: u64,
+    /// Digits as written, to keep the width in new files.
+    pub digits: usize,
+    /// The description part (`add_tags`), `rollback` for rollback files.
+    pub description: String,
+    /// Whether this is `NNN_rollback.sql`.
+    pub rollback: bool,
+}
+
+/// Parses `NNN_description.sql` / `NNN_rollback.sql`; `None` when malformed.
+pub fn parse_file_name(name: &str) -> Option<FileName> {
+    let stem = name.strip_suffix(".sql")?;
+    let (digits, description) = stem.split_once('_')?;
+    if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if description.is_empty()
+        || !description
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return None;
+    }
+    let version: u64 = digits.parse().ok()?;
+    if version == 0 {
+        return None;
+    }
+    Some(FileName {
+        version,
+        digits: digits.len(),
+        description: description.to_owned(),
+        rollback: description == "rollback",
+    })
+}
+
+/// A hand-written migration: the forward file and, when present, its rollback.
+#[derive(Debug, Clone)]
+pub struct SqlMigration {
+    /// The version.
+    pub version: u64,
+    /// The description part of the file name.
+    pub name: String,
+    /// `NNN_description.sql`.
+    pub forward: SqlFile,
+    /// `NNN_rollback.sql`, when there is one.
+    pub rollback: Option<SqlFile>,
+}
+
+/// Reads and validates every migration file in `dir` (files not ending in `.sql` are ignored).
+///
+/// # Errors
+/// Every problem found, as one error or [`MigrateError::Invalid`]; nothing is returned partially.
+pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| MigrateError::Directory {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| MigrateError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".sql") {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+
+    let mut errors = Vec::new();
+    let mut forwards: BTreeMap<u64, (String, Option<SqlFile>)> = BTreeMap::new();
+    let mut rollbacks: BTreeMap<u64, (String, Option<SqlFile>)> = BTreeMap::new();
+    for name in names {
+        let path = dir.join(&name);
+        let Some(parsed) = parse_file_name(&name) else {
+            errors.push(MigrateError::MalformedName { file: path });
+            continue;
+        };
+        let slot = if parsed.rollback {
+            &mut rollbacks
+        } else {
+            &mut forwards
+        };
+        if let Some((first, _)) = slot.get(&parsed.version) {
+            errors.push(MigrateError::DuplicateVersion {
+                version: parsed.version,
+                first: first.clone(),
+                second: name,
+            });
+            continue;
+        }
+        let file = match SqlFile::read(&path, parsed.version) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        slot.insert(parsed.version, (name, file));
+    }
+    for (version, (name, _)) in &rollbacks {
+        if !forwards.contains_key(version) {
+            errors.push(MigrateError::RollbackWithoutForward {
+                version: *version,
+                file: dir.join(name),
+            });
+        }
+    }
+    MigrateError::from_many(errors)?;
+
+    let mut out = Vec::with_capacity(forwards.len());
+    for (version, (name, file)) in forwards {
+        let Some(forward) = file else { continue };
+        let rollback = rollbacks.remove(&version).and_then(|(_, f)| f);
+        let description = parse_file_name(&name).map(|p| p.description).unwrap_or_default();
+        out.push(SqlMigration {
+            version,
+            name: description,
+            forward,
+            rollback,
+        });
+    }
+    Ok(out)
+}
+
+/// A Rust migration (sea-orm-migration's [`MigrationTrait`]) with its place in the plan.
+pub struct RustMigration {
+    /// The version, in the same sequence as the SQL files.
+    pub version: u64,
+    /// The migration.
+    pub migration: Box<dyn MigrationTrait>,
+}
+
+impl RustMigration {
+    /// Pairs a migration with its version.
+    pub fn new(version: u64, migration: impl MigrationTrait + 'static) -> Self {
+        Self {
+            version,
+            migration: Box::new(migration),
+        }
+    }
+}
+
+impl fmt::Debug for RustMigration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RustMigration")
+            .field("version", &self.version)
+            .field("name", &self.migration.name())
+            .finish()
+    }
+}
+
+/// What a migration is made of.
+#[derive(Debug)]
+#[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a plan holds hundreds of these at most; boxing buys nothing"
+)]
+pub enum Body {
+    /// A hand-written SQL pair.
+    Sql {
+        /// The forward file.
+        forward: SqlFile,
+        /// The rollback file, when there is one.
+        rollback: Option<SqlFile>,
+    },
+    /// A Rust migration.
+    Rust(RustMigration),
+}
+
+/// One step of the plan.
+#[derive(Debug)]
+pub struct Migration {
+    /// The version.
+    pub version: u64,
+    /// The name (file description, or the Rust migration's name).
+    pub name: String,
+    /// The SQL or Rust body.
+    pub body: Body,
+}
+
+impl Migration {
+    /// The checksum recorded in the history: the forward file's SHA-256, or for a Rust migration the SHA-256 of
+    /// its name (a Rust migration's code cannot be hashed; renaming it counts as a change).
+    pub fn checksum(&self) -> String {
+        match &self.body {
+            Body::Sql { forward, .. } => forward.checksum.clone(),
+            Body::Rust(_) => hex::encode(Sha256::digest(format!("rust:{}", self.name).as_bytes())),
+        }
+    }
+
+    /// How errors and status name it: the forward file name, or `rust:<name>`.
+    pub fn label(&self) -> String {
+        match &self.body {
+            Body::Sql { forward, .. } => forward.file_name.clone(),
+            Body::Rust(_) => format!("rust:{}", self.name),
+        }
+    }
+
+    /// `sql` or `rust`, as recorded in the history.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            Body::Sql { .. } => "sql",
+            Body::Rust(_) => "rust",
+        }
+    }
+}
+
+/// The whole plan, ordered by version, versions unique.
+#[derive(Debug, Default)]
+pub struct MigrationSet {
+    migrations: Vec<Migration>,
+    digits: usize,
+}
+
+impl MigrationSet {
+    /// Merges SQL and Rust migrations.
+    ///
+    /// # Errors
+    /// [`MigrateError::DuplicateVersion`] when a Rust migration shares a version with another migration.
+    pub fn new(sql: Vec<SqlMigration>, rust: Vec<RustMigration>) -> Result<Self, MigrateError> {
+        let mut by_version: BTreeMap<u64, Migration> = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut digits = 3;
+        for m in sql {
+            digits = digits.max(
+                parse_file_name(&m.forward.file_name)
+                    .map(|p| p.digits)
+                    .unwrap_or(3),
+            );
+            by_version.insert(
+                m.version,
+                Migration {
+                    version: m.version,
+                    name: m.name,
+                    body: Body::Sql {
+                        forward: m.forward,
+                        rollback: m.rollback,
+                    },
+                },
+            );
+        }
+        for r in rust {
+            let name = r.migration.name().to_owned();
+            if r.version == 0 {
+                errors.push(MigrateError::Usage(format!(
+                    "rust migration `{name}` has version 0: versions start at 1"
+                )));
+                continue;
+            }
+            if let Some(existing) = by_version.get(&r.version) {
+                errors.push(MigrateError::DuplicateVersion {
+                    version: r.version,
+                    first: existing.label(),
+                    second: format!("rust:{name}"),
+                });
+                continue;
+            }
+            by_version.insert(
+                r.version,
+                Migration {
+                    version: r.version,
+                    name,
+                    body: Body::Rust(r),
+                },
+            );
+        }
+        MigrateError::from_many(errors)?;
+        Ok(Self {
+            migrations: by_version.into_values().collect(),
+            digits,
+        })
+    }
+
+    /// Loads the SQL files of `dir` and merges `rust` into them.
+    ///
+    /// # Errors
+    /// See [`load_dir`] and [`MigrationSet::new`].
+    pub fn load(dir: &Path, rust: Vec<RustMigration>) -> Result<Self, MigrateError> {
+        Self::new(load_dir(dir)?, rust)
+    }
+
+    /// The migrations in version order.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// The migration with `version`.
+    pub fn get(&self, version: u64) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+
+    /// Width of version numbers in file names (at least 3).
+    pub fn digits(&self) -> usize {
+        self.digits
+    }
+}
