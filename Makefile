@@ -13,6 +13,7 @@ run: ## build and start the service (SQLite ./collex.db unless DATABASE_URL or D
 test: ## every test: unit, SQLite, and real PostgreSQL at TEST_DATABASE_URL
 	@bash scripts/ensure-postgres.sh
 	$(CARGO) build --workspace --bins
+	$(CARGO) run -q -p service --bin export_types -- --check
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -23,3 +24,6 @@ lint: ## fmt check and clippy
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+types: ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
+	$(CARGO) run -q -p service --bin export_types

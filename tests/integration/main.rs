@@ -2,3 +2,4 @@
 
 mod entity;
 mod harness;
+mod typescript;

@@ -11,7 +11,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "audit_logs")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "AuditLog")]
+#[ts(rename = "AuditLog")]
 pub struct Model {
     /// Who made the change; `null` for the system.
     #[sea_orm(nullable)]
@@ -26,7 +26,6 @@ pub struct Model {
     pub record_id: Uuid,
     /// Old and new values.
     #[sea_orm(column_type = "JsonBinary", default_expr = "Expr::val(\"{}\")")]
-    #[ts(type = "JsonValue")]
     pub changes: Json,
 }
 

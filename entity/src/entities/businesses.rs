@@ -12,7 +12,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "businesses")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "Business")]
+#[ts(rename = "Business")]
 pub struct Model {
     /// Display name.
     #[sea_orm(column_type = "String(StringLen::N(100))")]

@@ -20,7 +20,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "permissions")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "Permission")]
+#[ts(rename = "Permission")]
 pub struct Model {
     /// Application module, e.g. `inventory`.
     #[sea_orm(column_type = "String(StringLen::N(50))")]

@@ -16,7 +16,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "role_permissions")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "RolePermission")]
+#[ts(rename = "RolePermission")]
 pub struct Model {
     /// The role.
     pub role_id: Uuid,

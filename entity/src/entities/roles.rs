@@ -19,7 +19,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "roles")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "Role")]
+#[ts(rename = "Role")]
 pub struct Model {
     /// Role name, unique within the business.
     #[sea_orm(column_type = "String(StringLen::N(100))")]

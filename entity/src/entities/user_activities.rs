@@ -16,7 +16,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "user_activities")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "UserActivity")]
+#[ts(rename = "UserActivity")]
 pub struct Model {
     /// Who acted.
     pub user_id: Uuid,
@@ -28,7 +28,6 @@ pub struct Model {
     pub description: Option<String>,
     /// Structured details.
     #[sea_orm(column_type = "JsonBinary", default_expr = "Expr::val(\"{}\")")]
-    #[ts(type = "JsonValue")]
     pub metadata: Json,
 }
 

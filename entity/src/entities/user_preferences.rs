@@ -11,14 +11,13 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "user_preferences")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "UserPreferences")]
+#[ts(rename = "UserPreferences")]
 pub struct Model {
     /// The user; one row per user.
     #[sea_orm(unique)]
     pub user_id: Uuid,
     /// Free-form settings, `{}` by default.
     #[sea_orm(column_type = "JsonBinary", default_expr = "Expr::val(\"{}\")")]
-    #[ts(type = "JsonValue")]
     pub preferences: Json,
 }
 

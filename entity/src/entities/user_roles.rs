@@ -12,7 +12,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "user_roles")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "UserRole")]
+#[ts(rename = "UserRole")]
 pub struct Model {
     /// The user.
     pub user_id: Uuid,

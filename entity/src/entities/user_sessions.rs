@@ -16,7 +16,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "user_sessions")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "UserSession")]
+#[ts(rename = "UserSession")]
 pub struct Model {
     /// The signed-in user.
     pub user_id: Uuid,

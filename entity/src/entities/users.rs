@@ -23,7 +23,7 @@ use ts_rs::TS;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize, TS)]
 #[sea_orm(table_name = "users")]
 #[serde(rename_all = "camelCase")]
-#[ts(export, rename = "User")]
+#[ts(rename = "User")]
 pub struct Model {
     /// Phone number in E.164, unique among live users.
     #[sea_orm(column_type = "String(StringLen::N(20))", unique)]
