@@ -27,3 +27,10 @@ fmt: ## format the code
 
 types: ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
 	$(CARGO) run -q -p service --bin export_types
+
+BENCH_TARGET := $(or $(CARGO_TARGET_DIR),target)
+bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
+	@bash scripts/ensure-postgres.sh
+	@bash bench/tools.sh
+	$(CARGO) build --release -p collex-bench -p migration -p service
+	$(BENCH_TARGET)/release/collex-bench run --bin-dir $(BENCH_TARGET)/release --out bench/results.json --markdown bench/results.md

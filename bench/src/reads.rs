@@ -1,0 +1,333 @@
+//! Pooled reads: the entity crate's scoped, soft-delete-filtered `find_by_id` on `users` against the same SQL
+//! through raw sqlx on the same pool, plain SeaORM `find_by_id` with a hand-written filter, and pgbench.
+//!
+//! The three Rust paths share one `PgPool` (SeaORM's own, taken with `get_postgres_connection_pool`), so pool
+//! size and settings are identical by construction; they alternate within each round so drift on a shared
+//! machine spreads evenly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use entity::repo::RepoExt;
+use entity::{Ctx, users};
+use sea_orm::sqlx::{self, PgPool, Row as _};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+};
+use uuid::Uuid;
+
+use crate::RunArgs;
+use crate::db::{self, Data};
+use crate::report::{Figure, Report, Target};
+use crate::tools::{self, Tools};
+
+/// The three Rust read paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadPath {
+    /// `users::Entity::repo(&db, Ctx::new().business(b))?.find_by_id(id)`.
+    Repo,
+    /// The SQL the repo sends, through `sqlx::query` on the same pool, decoded column by column.
+    Raw,
+    /// `users::Entity::find_by_id(id)` plus `business_id = b AND deleted_at IS NULL` written by hand.
+    Plain,
+}
+
+impl ReadPath {
+    const ALL: [ReadPath; 3] = [ReadPath::Repo, ReadPath::Raw, ReadPath::Plain];
+}
+
+/// What raw sqlx decodes: every column of `users`, by name, as SeaORM's `FromQueryResult` does.
+#[allow(dead_code)] // Held only so the decoding work is done and kept.
+#[derive(Debug)]
+struct RawUser {
+    id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    created_by: Option<Uuid>,
+    updated_by: Option<Uuid>,
+    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    business_id: Uuid,
+    version: i32,
+    phone_number: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    status: String,
+}
+
+impl RawUser {
+    fn decode(r: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: r.try_get("id")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            created_by: r.try_get("created_by")?,
+            updated_by: r.try_get("updated_by")?,
+            deleted_at: r.try_get("deleted_at")?,
+            business_id: r.try_get("business_id")?,
+            version: r.try_get("version")?,
+            phone_number: r.try_get("phone_number")?,
+            email: r.try_get("email")?,
+            display_name: r.try_get("display_name")?,
+            status: r.try_get("status")?,
+        })
+    }
+}
+
+/// The SQL the repository sends for one find-by-id: `(sql, number of bound values)`.
+fn repo_sql(db: &DatabaseConnection) -> anyhow::Result<(String, usize)> {
+    let repo = users::Entity::repo(db, Ctx::new().business(db::business_id(1)))?;
+    let stmt = repo
+        .find()
+        .filter(users::Column::Id.eq(db::user_id(1)))
+        .limit(1)
+        .build(DbBackend::Postgres);
+    let n = stmt.values.as_ref().map_or(0, |v| v.0.len());
+    Ok((stmt.sql, n))
+}
+
+async fn read_once(
+    path: ReadPath,
+    db: &DatabaseConnection,
+    pool: &PgPool,
+    sql: &'static str,
+    business: Uuid,
+    id: Uuid,
+) -> anyhow::Result<bool> {
+    Ok(match path {
+        ReadPath::Repo => users::Entity::repo(db, Ctx::new().business(business))?
+            .find_by_id(id)
+            .await?
+            .map(std::hint::black_box)
+            .is_some(),
+        ReadPath::Raw => sqlx::query(sql)
+            .bind(business)
+            .bind(id)
+            .bind(1i64)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| RawUser::decode(&row).map(std::hint::black_box))
+            .transpose()?
+            .is_some(),
+        ReadPath::Plain => users::Entity::find_by_id(id)
+            .filter(users::Column::BusinessId.eq(business))
+            .filter(users::Column::DeletedAt.is_null())
+            .one(db)
+            .await?
+            .map(std::hint::black_box)
+            .is_some(),
+    })
+}
+
+/// Reads per second of `path` with `tasks` concurrent tasks over `db`'s pool, during `window`.
+async fn measure(
+    path: ReadPath,
+    tasks: usize,
+    db: &DatabaseConnection,
+    sql: &'static str,
+    ids: &Arc<Vec<(Uuid, Uuid)>>,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::with_capacity(tasks);
+    for t in 0..tasks {
+        let (stop, done, ids, db) = (stop.clone(), done.clone(), ids.clone(), db.clone());
+        handles.push(tokio::spawn(async move {
+            let pool = db.get_postgres_connection_pool().clone();
+            // xorshift: the same cheap id choice for every path.
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x2545_F491_4F6C_DD1D);
+            while !stop.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (id, business) = ids[(x % ids.len() as u64) as usize];
+                if !read_once(path, &db, &pool, sql, business, id).await? {
+                    bail!("{path:?} found no row for live user {id}");
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (start_count, start) = (done.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(window).await;
+    let (end_count, elapsed) = (done.load(Ordering::Relaxed), start.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.await.context("read task panicked")??;
+    }
+    Ok((end_count - start_count) as f64 / elapsed.as_secs_f64())
+}
+
+/// Runs the read benchmark and adds its figures.
+///
+/// # Errors
+/// Database errors, a read that finds no row, or pgbench failing.
+pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report) -> anyhow::Result<()> {
+    let (sql, n_values) = repo_sql(&data.db)?;
+    if n_values != 3 {
+        bail!(
+            "expected the repo's find-by-id to bind 3 values (business, id, limit), it binds {n_values}: {sql}"
+        );
+    }
+    report.note(format!("reads: the repo's SQL, also sent by raw sqlx: {sql}"));
+    report.note(format!("reads: schema from {}", data.schema_source));
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
+    let ids: Arc<Vec<(Uuid, Uuid)>> = Arc::new(
+        (1..=db::USERS - db::DELETED)
+            .map(|i| (db::user_id(i), db::business_id(i)))
+            .collect(),
+    );
+    let script = pgbench_script(sql)?;
+
+    // (tasks, pool size): pool = tasks like pgbench's clients; the last case is the 32-task investigation.
+    let cases: [(usize, u32); 4] = [(1, 1), (8, 8), (32, 32), (32, 8)];
+    for (tasks, pool_size) in cases {
+        eprintln!("collex-bench: reads, {tasks} tasks, pool {pool_size}");
+        let db = db::connect(&data.url, pool_size).await?;
+        let mut samples: [Vec<f64>; 3] = Default::default();
+        for round in 0..args.rounds as usize {
+            for k in 0..ReadPath::ALL.len() {
+                let i = (k + round) % ReadPath::ALL.len();
+                let rate = measure(ReadPath::ALL[i], tasks, &db, sql, &ids, args.window()).await?;
+                samples[i].push(rate);
+            }
+        }
+        db.close().await.ok();
+        let [repo, raw, plain] = samples.map(tools::median);
+        let label = if tasks as u32 == pool_size {
+            format!("{tasks} tasks")
+        } else {
+            format!("{tasks} tasks, pool {pool_size}")
+        };
+        let (builtin, same_select) = if tasks as u32 == pool_size {
+            pgbench_pair(tools, &data.url, tasks, &script, args).await
+        } else {
+            (None, None)
+        };
+        let mut repo_fig = Figure::new(
+            "reads",
+            format!("entity repo find_by_id, {label}"),
+            repo,
+            "reads/s",
+        )
+        .against("raw sqlx, same SQL and pool", Some(raw));
+        if tasks as u32 == pool_size {
+            repo_fig = repo_fig.target(Target::RatioAtLeast(0.95));
+        }
+        report.add(repo_fig);
+        report.add(
+            Figure::new(
+                "reads",
+                format!("plain SeaORM find_by_id + filter, {label}"),
+                plain,
+                "reads/s",
+            )
+            .against("raw sqlx, same SQL and pool", Some(raw)),
+        );
+        if tasks as u32 != pool_size {
+            continue;
+        }
+        match builtin {
+            Some(Ok(tps)) => {
+                for (name, v) in [("entity repo", repo), ("raw sqlx", raw)] {
+                    report.add(
+                        Figure::new("reads", format!("{name}, {label}"), v, "reads/s")
+                            .against(format!("pgbench -S -M prepared -c {tasks}"), Some(tps)),
+                    );
+                }
+            }
+            Some(Err(e)) => report.add(Figure::missing(
+                "reads",
+                format!("pgbench -S, {label}"),
+                format!("{e:#}"),
+            )),
+            None => report.add(Figure::missing(
+                "reads",
+                format!("pgbench -S, {label}"),
+                "pgbench missing",
+            )),
+        }
+        match same_select {
+            Some(Ok(tps)) => report.add(
+                Figure::new("reads", format!("entity repo, {label}"), repo, "reads/s").against(
+                    format!("pgbench -M prepared, same SELECT script, -c {tasks}"),
+                    Some(tps),
+                ),
+            ),
+            Some(Err(e)) => report.add(Figure::missing(
+                "reads",
+                format!("pgbench same-SELECT script, {label}"),
+                format!("{e:#}"),
+            )),
+            None => {}
+        }
+    }
+    report.note(
+        "reads: pgbench runs with -j min(clients, 2) -n -T window; its same-SELECT script computes the ids \
+         with md5() server-side (two md5 calls per query), as the client derives them",
+    );
+    Ok(())
+}
+
+/// The repo's SELECT for pgbench: `$1` (business), `$2` (id), `$3` (limit) from pgbench variables.
+fn pgbench_script(sql: &str) -> anyhow::Result<std::path::PathBuf> {
+    let select = sql
+        .replace("$3", "1")
+        .replace("$2", "md5(:i::text)::uuid")
+        .replace("$1", "md5('b' || :b)::uuid");
+    let text = format!(
+        "\\set i random(1, {live})\n\\set b :i % 3\n{select};\n",
+        live = db::USERS - db::DELETED
+    );
+    let dir = std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("find_by_id.pgbench");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+type Tps = Option<anyhow::Result<f64>>;
+
+async fn pgbench_pair(
+    tools: &Tools,
+    url: &str,
+    clients: usize,
+    script: &std::path::Path,
+    args: &RunArgs,
+) -> (Tps, Tps) {
+    let Some(pgbench) = &tools.pgbench else {
+        return (None, None);
+    };
+    let common = vec![
+        "-n".to_owned(),
+        "-M".into(),
+        "prepared".into(),
+        "-c".into(),
+        clients.to_string(),
+        "-j".into(),
+        clients.min(2).to_string(),
+        "-T".into(),
+        args.seconds.max(1).to_string(),
+    ];
+    let mut builtin = Vec::new();
+    let mut same = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let mut a = common.clone();
+        a.push("-S".into());
+        builtin.push(tools::pgbench(pgbench, &a, url).await);
+        let mut a = common.clone();
+        a.push("-f".into());
+        a.push(script.display().to_string());
+        same.push(tools::pgbench(pgbench, &a, url).await);
+    }
+    let collect = |v: Vec<anyhow::Result<f64>>| -> anyhow::Result<f64> {
+        Ok(tools::median(
+            v.into_iter().collect::<anyhow::Result<Vec<f64>>>()?,
+        ))
+    };
+    (Some(collect(builtin)), Some(collect(same)))
+}
