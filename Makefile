@@ -28,6 +28,27 @@ fmt: ## format the code
 types: ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
 	$(CARGO) run -q -p service --bin export_types
 
+# The migration CLI, with the service's database configuration (DATABASE_URL, else DB_*, else SQLite ./collex.db).
+MIGRATION ?= $(CARGO) run -q -p migration --bin migration --
+
+migrate: ## apply every pending migration
+	$(MIGRATION) up
+
+migrate-status: ## show applied and pending migrations, with problems (modified, missing, failed)
+	$(MIGRATION) status
+
+migrate-create: ## create NNN_<description>.sql + NNN_rollback.sql (DESC="..." or asks)
+	@desc="$${DESC:-}"; \
+	if [ -z "$$desc" ]; then read -r -p "Enter description: " desc; fi; \
+	$(MIGRATION) create "$$desc"
+
+migrate-rollback: ## roll back the latest migration, or VERSION=NNN and everything above it, newest first
+	@if [ -n "$(VERSION)" ]; then \
+		$(MIGRATION) down --through "$(VERSION)"; \
+	else \
+		$(MIGRATION) down; \
+	fi
+
 BENCH_TARGET := $(or $(CARGO_TARGET_DIR),target)
 bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
 	@bash scripts/ensure-postgres.sh

@@ -29,6 +29,8 @@ pub use migrator::{
     DEFAULT_LOCK_TIMEOUT, Direction, DownTarget, Event, Migrator, Options, Problem, Reporter, RunReport,
     State, StatusEntry, StatusReport, Step, apply_pending,
 };
+/// sea-orm-migration, for writing Rust migrations ([`sea_orm_migration::MigrationTrait`]) without another dependency.
+pub use sea_orm_migration;
 pub use source::{MigrationSet, RustMigration};
 
 /// The Rust migrations that join the SQL files in the plan, each with its version.

@@ -2,4 +2,5 @@
 
 mod entity;
 mod harness;
+mod migrate;
 mod typescript;

@@ -1,0 +1,115 @@
+//! A failing migration leaves no trace of itself, those before it stay, and the error names the file, the
+//! statement and the database's message with its line.
+
+use collex_tests::PgTestDb;
+
+use super::support::{MigDir, exists, history, run};
+
+const BROKEN_003: &str = "CREATE TABLE t3 (id bigserial PRIMARY KEY);\nCREATE INDEX t3_id ON t3 (id);\nINSERT INTO t3 (id)\n    SELECT missing_column FROM t1;";
+
+#[tokio::test]
+async fn migration_3_of_5_fails_then_applies_after_the_fix() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(5);
+    dir.pair(3, "create_t3", BROKEN_003, "DROP TABLE t3;");
+
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    // The header takes 5 lines, so the failing reference sits on line 9, column 12 of the file.
+    assert!(
+        out.stderr
+            .contains("migration 003 failed in `003_create_t3.sql` at line 9, column 12"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("column \"missing_column\" does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("statement: INSERT INTO t3 (id)\n    SELECT missing_column FROM t1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&db).await, vec![1, 2]);
+    assert!(!exists(&db, "t3").await, "no object of 003 remains");
+    assert!(!exists(&db, "t3_id").await, "no object of 003 remains");
+    assert!(!exists(&db, "t4").await);
+
+    dir.pair(
+        3,
+        "create_t3",
+        "CREATE TABLE t3 (id bigserial PRIMARY KEY);\nCREATE INDEX t3_id ON t3 (id);",
+        "DROP TABLE t3;",
+    );
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(history(&db).await, vec![1, 2, 3, 4, 5]);
+    assert!(exists(&db, "t3_id").await && exists(&db, "t5").await);
+}
+
+#[tokio::test]
+async fn an_error_without_a_position_still_names_its_statement() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(1);
+    // "already exists" carries no position: the runner finds the statement by a rolled-back replay.
+    dir.pair(
+        2,
+        "dup",
+        "CREATE TABLE t2 (id int);\nCREATE TABLE t1 (id int);\nCREATE TABLE t3 (id int);",
+        "SELECT 1;",
+    );
+
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("`002_dup.sql` at line 7"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("relation \"t1\" already exists"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("statement: CREATE TABLE t1 (id int)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&db).await, vec![1]);
+    assert!(!exists(&db, "t2").await, "the replay was rolled back too");
+}
+
+#[tokio::test]
+async fn no_transaction_files_run_statement_by_statement_for_concurrent_indexes() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(1);
+    dir.write(
+        "002_index.sql",
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY t1_name ON t1 (name);\n",
+    );
+    dir.write(
+        "002_rollback.sql",
+        "-- migrate:no-transaction\nDROP INDEX CONCURRENTLY t1_name;\n",
+    );
+
+    assert_eq!(run(pg.url(), dir.path(), &["up"]).await.code, 0);
+    assert!(exists(&db, "t1_name").await);
+    assert_eq!(history(&db).await, vec![1, 2]);
+    assert_eq!(run(pg.url(), dir.path(), &["down"]).await.code, 0);
+    assert!(!exists(&db, "t1_name").await);
+
+    // Without the directive PostgreSQL refuses, and the message says what to do.
+    dir.write(
+        "002_index.sql",
+        "CREATE INDEX CONCURRENTLY t1_name ON t1 (name);\n",
+    );
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("-- migrate:no-transaction"), "{}", out.stderr);
+}
