@@ -1,1 +1,13 @@
-//! x
+#![doc = include_str!("../README.md")]
+
+pub mod app;
+pub mod health;
+pub mod histogram;
+pub mod metrics;
+pub mod migrations;
+pub mod pool;
+pub mod system;
+
+pub use app::{AppState, Running, StartError, start};
+pub use migrations::{MigrationState, Migrations, NotWired, Runner};
+pub use pool::{Pool, PoolError, PoolStats, PooledConn};

@@ -1,0 +1,177 @@
+//! The health endpoints: `/live`, `/ready`, `/health`, `/health/detailed`, `/health/database`.
+//!
+//! Owns their JSON shapes (the spec's: `status`, RFC 3339 `timestamp`, `uptime` as `1h 30m 45s`, `version`,
+//! `services`) and the rule that anything unhealthy answers 503. `/live` does no I/O at all; `/ready`,
+//! `/health` and `/health/detailed` ping with a 1 s timeout; `/health/database` waits up to
+//! `DB_CONN_ACQUIRE_TIMEOUT`, so it shows pool exhaustion the way a real caller would meet it.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::{AppState, Boot, READY_TIMEOUT};
+use crate::system;
+
+/// The version reported by the health endpoints.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Formats an uptime as the spec does: `1h 30m 45s` (leading zero units left out, hours not folded into days).
+pub fn uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m {s}s"),
+        (h, m) => format!("{h}h {m}m {s}s"),
+    }
+}
+
+fn reply(healthy: bool, body: Value) -> Response {
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+fn word(ok: bool) -> &'static str {
+    if ok { "healthy" } else { "unhealthy" }
+}
+
+struct DbCheck {
+    ok: bool,
+    latency: Option<Duration>,
+    error: Option<String>,
+}
+
+async fn check_db(state: &AppState, timeout: Duration) -> DbCheck {
+    match state.pool.ping(timeout).await {
+        Ok(latency) => DbCheck {
+            ok: true,
+            latency: Some(latency),
+            error: None,
+        },
+        Err(e) => DbCheck {
+            ok: false,
+            latency: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn db_json(state: &AppState, c: &DbCheck) -> Value {
+    let mut v = json!({
+        "connectivity": word(c.ok),
+        "engine": state.pool.engine(),
+        "target": state.config.db.target.to_string(),
+    });
+    if let Some(l) = c.latency {
+        v["latency_ms"] = json!((l.as_secs_f64() * 1e5).round() / 100.0);
+    }
+    if let Some(e) = &c.error {
+        v["error"] = json!(e);
+    }
+    v
+}
+
+/// `GET /live`: the process answers; no database I/O.
+pub async fn live(State(state): State<AppState>) -> Response {
+    reply(
+        true,
+        json!({"status": "alive", "timestamp": now(), "uptime": uptime(state.started.elapsed())}),
+    )
+}
+
+/// `GET /ready`: 200 when start-up finished and the database answers a ping within 1 s.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let boot = state.boot();
+    let db = check_db(&state, READY_TIMEOUT).await;
+    let migrations = match (boot, state.config.db.auto_migrate) {
+        (Boot::Done, true) => "applied",
+        (Boot::Done, false) => "disabled",
+        (Boot::Migrating, _) => "running",
+        (Boot::Connecting, _) => "not started",
+    };
+    let ok = db.ok && boot == Boot::Done;
+    let mut body = json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "timestamp": now(),
+        "checks": {"database": word(db.ok), "migrations": migrations},
+    });
+    if let Some(e) = db.error.or_else(|| state.boot_error()) {
+        body["error"] = json!(e);
+    }
+    reply(ok, body)
+}
+
+/// `GET /health`: the spec's basic response.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let db = check_db(&state, READY_TIMEOUT).await;
+    let memory = system::memory_check().status;
+    let disk = system::disk_check(&state.data_dir()).status;
+    let ok = db.ok && !memory.is_bad() && !disk.is_bad();
+    reply(
+        ok,
+        json!({
+            "status": word(ok),
+            "timestamp": now(),
+            "uptime": uptime(state.started.elapsed()),
+            "version": VERSION,
+            "services": {"database": word(db.ok), "memory": memory, "disk": disk},
+        }),
+    )
+}
+
+/// `GET /health/detailed`: every check with its numbers and threshold, the pool and the migration state.
+pub async fn detailed(State(state): State<AppState>) -> Response {
+    let db = check_db(&state, READY_TIMEOUT).await;
+    let memory = system::memory_check();
+    let disk = system::disk_check(&state.data_dir());
+    let migrations = state.migration_state().await;
+    let ok = db.ok && !memory.status.is_bad() && !disk.status.is_bad();
+    reply(
+        ok,
+        json!({
+            "status": word(ok),
+            "timestamp": now(),
+            "uptime": uptime(state.started.elapsed()),
+            "version": VERSION,
+            "services": {"database": word(db.ok), "memory": memory.status, "disk": disk.status},
+            "checks": {"database": db_json(&state, &db), "memory": memory, "disk": disk},
+            "pool_stats": state.pool.stats(),
+            "migrations": migrations,
+        }),
+    )
+}
+
+/// `GET /health/database`: connectivity and the Go-style pool statistics.
+pub async fn database(State(state): State<AppState>) -> Response {
+    let db = check_db(&state, state.config.db.pool.acquire_timeout).await;
+    let mut database = db_json(&state, &db);
+    database["pool_stats"] = json!(state.pool.stats());
+    reply(
+        db.ok,
+        json!({"status": word(db.ok), "timestamp": now(), "database": database}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_reads_like_the_spec() {
+        assert_eq!(uptime(Duration::from_secs(5445)), "1h 30m 45s");
+        assert_eq!(uptime(Duration::from_secs(65)), "1m 5s");
+        assert_eq!(uptime(Duration::from_secs(7)), "7s");
+    }
+}

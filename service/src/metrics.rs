@@ -1,0 +1,302 @@
+//! `/metrics` in Prometheus text format, and the middleware that counts HTTP requests.
+//!
+//! Owns metric names and help texts. Pool metrics follow OpenTelemetry's database client connection metrics
+//! (`db.client.connection.*`, with `.` as `_` and the unit as suffix); the Go `DBStats` counters are exported
+//! next to them under the same prefix.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::histogram::Histogram;
+use crate::migrations::Drift;
+
+/// HTTP request latencies by method, route and status.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, String, u16), Arc<Histogram>>>,
+}
+
+impl HttpMetrics {
+    fn series(&self, method: &str, route: &str, status: u16) -> Option<Arc<Histogram>> {
+        let mut map = self.series.lock().ok()?;
+        Some(
+            map.entry((method.to_owned(), route.to_owned(), status))
+                .or_default()
+                .clone(),
+        )
+    }
+}
+
+/// Middleware: times every request and records it under its route template (`unmatched` for 404s, so
+/// random paths cannot grow the label set).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    if let Some(h) = state.http.series(&method, &route, response.status().as_u16()) {
+        h.observe(started.elapsed());
+    }
+    response
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+const POOL: &str = "pool_name=\"collex\"";
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let migrations = state.migration_state().await;
+    let mut out = String::with_capacity(8192);
+    let pool = &state.pool;
+    let stats = pool.stats();
+    let c = pool.counters();
+
+    family(
+        &mut out,
+        "db_client_connection_count",
+        "gauge",
+        "Connections currently in the state given by the state label (OpenTelemetry db.client.connection.count).",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_count{{{POOL},state=\"idle\"}} {}",
+        stats.idle
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_count{{{POOL},state=\"used\"}} {}",
+        stats.in_use
+    );
+    family(
+        &mut out,
+        "db_client_connection_max",
+        "gauge",
+        "Maximum open connections allowed (DB_MAX_OPEN_CONNS).",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_max{{{POOL}}} {}",
+        stats.max_open_connections
+    );
+    family(
+        &mut out,
+        "db_client_connection_idle_max",
+        "gauge",
+        "Maximum idle connections kept (DB_MAX_IDLE_CONNS).",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_idle_max{{{POOL}}} {}",
+        pool.settings().max_idle
+    );
+    family(
+        &mut out,
+        "db_client_connection_pending_requests",
+        "gauge",
+        "Callers currently waiting for a connection.",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_pending_requests{{{POOL}}} {}",
+        c.pending()
+    );
+    family(
+        &mut out,
+        "db_client_connection_timeouts_total",
+        "counter",
+        "Acquisitions that gave up after DB_CONN_ACQUIRE_TIMEOUT.",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_timeouts_total{{{POOL}}} {}",
+        c.timeouts()
+    );
+    family(
+        &mut out,
+        "db_client_connection_wait_time_seconds",
+        "histogram",
+        "Time it took to obtain a connection from the pool.",
+    );
+    c.wait_time
+        .render(&mut out, "db_client_connection_wait_time_seconds", POOL);
+    family(
+        &mut out,
+        "db_client_connection_create_time_seconds",
+        "histogram",
+        "Time it took to open a new connection.",
+    );
+    c.create_time
+        .render(&mut out, "db_client_connection_create_time_seconds", POOL);
+    family(
+        &mut out,
+        "db_client_connection_use_time_seconds",
+        "histogram",
+        "Time between taking a connection and giving it back.",
+    );
+    c.use_time
+        .render(&mut out, "db_client_connection_use_time_seconds", POOL);
+    family(
+        &mut out,
+        "db_client_connection_waits_total",
+        "counter",
+        "Acquisitions that waited because every connection was in use (Go DBStats.WaitCount).",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_waits_total{{{POOL}}} {}",
+        stats.wait_count
+    );
+    family(
+        &mut out,
+        "db_client_connection_wait_duration_seconds_total",
+        "counter",
+        "Total time spent waiting for a connection (Go DBStats.WaitDuration).",
+    );
+    let _ = writeln!(
+        out,
+        "db_client_connection_wait_duration_seconds_total{{{POOL}}} {}",
+        stats.wait_duration.as_secs_f64()
+    );
+    family(
+        &mut out,
+        "db_client_connection_closed_total",
+        "counter",
+        "Connections the pool closed, by reason (Go DBStats MaxIdleClosed, MaxIdleTimeClosed, MaxLifetimeClosed; broken: a ping failed).",
+    );
+    for (reason, n) in [
+        ("max_idle", stats.max_idle_closed),
+        ("max_idle_time", stats.max_idle_time_closed),
+        ("max_lifetime", stats.max_lifetime_closed),
+        ("broken", c.broken_closed()),
+    ] {
+        let _ = writeln!(
+            out,
+            "db_client_connection_closed_total{{{POOL},reason=\"{reason}\"}} {n}"
+        );
+    }
+
+    family(
+        &mut out,
+        "http_server_requests_total",
+        "counter",
+        "HTTP requests served, by method, route and status.",
+    );
+    let snapshot: Vec<_> = state
+        .http
+        .series
+        .lock()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    for ((method, route, status), h) in &snapshot {
+        let _ = writeln!(
+            out,
+            "http_server_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+            h.count()
+        );
+    }
+    family(
+        &mut out,
+        "http_server_request_duration_seconds",
+        "histogram",
+        "HTTP request latency, by method, route and status.",
+    );
+    for ((method, route, status), h) in &snapshot {
+        let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+        h.render(&mut out, "http_server_request_duration_seconds", &labels);
+    }
+
+    family(
+        &mut out,
+        "collex_migration_state_known",
+        "gauge",
+        "1 when the migration runner answered, 0 when the state is unknown.",
+    );
+    let _ = writeln!(
+        out,
+        "collex_migration_state_known {}",
+        u8::from(migrations.state == "known")
+    );
+    if let Some(v) = migrations.latest_applied_version {
+        family(
+            &mut out,
+            "collex_migration_applied_version",
+            "gauge",
+            "Highest applied migration version.",
+        );
+        let _ = writeln!(out, "collex_migration_applied_version {v}");
+    }
+    if let Some(p) = migrations.pending {
+        family(
+            &mut out,
+            "collex_migration_pending",
+            "gauge",
+            "Migrations not applied yet.",
+        );
+        let _ = writeln!(out, "collex_migration_pending {p}");
+    }
+    if migrations.drift != Drift::Unknown {
+        family(
+            &mut out,
+            "collex_migration_drift",
+            "gauge",
+            "1 when the live schema differs from the code's.",
+        );
+        let _ = writeln!(
+            out,
+            "collex_migration_drift {}",
+            u8::from(migrations.drift == Drift::Yes)
+        );
+    }
+
+    let mem = crate::system::process_memory();
+    if let Some(rss) = mem.resident_bytes {
+        family(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+    if let Some(vsz) = mem.virtual_bytes {
+        family(
+            &mut out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_virtual_memory_bytes {vsz}");
+    }
+    family(
+        &mut out,
+        "process_uptime_seconds",
+        "gauge",
+        "Seconds since the service started.",
+    );
+    let _ = writeln!(
+        out,
+        "process_uptime_seconds {}",
+        state.started.elapsed().as_secs_f64()
+    );
+
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+        .into_response()
+}

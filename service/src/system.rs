@@ -1,0 +1,149 @@
+//! Memory and disk checks for `/health` and `/metrics`, read from `/proc` and `statvfs`.
+//!
+//! Owns the thresholds that turn a reading into healthy or unhealthy. On systems without `/proc` the
+//! readings are absent and the checks report `unknown`, which does not make the service unhealthy.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Memory is unhealthy when less than this share of the machine's memory is available.
+pub const MEMORY_MIN_AVAILABLE_RATIO: f64 = 0.05;
+/// Disk is unhealthy when less than this share of the filesystem is available.
+pub const DISK_MIN_AVAILABLE_RATIO: f64 = 0.05;
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Within the threshold.
+    Healthy,
+    /// Beyond the threshold, or the database is unreachable.
+    Unhealthy,
+    /// No reading on this system.
+    Unknown,
+}
+
+impl Verdict {
+    /// Whether this verdict makes the service unhealthy.
+    pub fn is_bad(self) -> bool {
+        self == Self::Unhealthy
+    }
+}
+
+/// The process's own memory.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessMemory {
+    /// Resident set size in bytes.
+    pub resident_bytes: Option<u64>,
+    /// Virtual size in bytes.
+    pub virtual_bytes: Option<u64>,
+}
+
+/// Reads `VmRSS` and `VmSize` from `/proc/self/status`.
+pub fn process_memory() -> ProcessMemory {
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return ProcessMemory::default();
+    };
+    ProcessMemory {
+        resident_bytes: kb_field(&text, "VmRSS:"),
+        virtual_bytes: kb_field(&text, "VmSize:"),
+    }
+}
+
+fn kb_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The memory check.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryCheck {
+    /// The verdict.
+    pub status: Verdict,
+    /// This process's memory.
+    pub process: ProcessMemory,
+    /// `MemTotal` of the machine.
+    pub system_total_bytes: Option<u64>,
+    /// `MemAvailable` of the machine.
+    pub system_available_bytes: Option<u64>,
+    /// The rule applied.
+    pub threshold: String,
+}
+
+/// Checks the machine's available memory against [`MEMORY_MIN_AVAILABLE_RATIO`].
+pub fn memory_check() -> MemoryCheck {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = kb_field(&info, "MemTotal:");
+    let available = kb_field(&info, "MemAvailable:");
+    MemoryCheck {
+        status: ratio_verdict(available, total, MEMORY_MIN_AVAILABLE_RATIO),
+        process: process_memory(),
+        system_total_bytes: total,
+        system_available_bytes: available,
+        threshold: format!(
+            "available memory >= {}% of total",
+            MEMORY_MIN_AVAILABLE_RATIO * 100.0
+        ),
+    }
+}
+
+/// The disk check.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskCheck {
+    /// The verdict.
+    pub status: Verdict,
+    /// The directory whose filesystem was checked.
+    pub path: PathBuf,
+    /// Size of the filesystem.
+    pub total_bytes: Option<u64>,
+    /// Space available to this process.
+    pub available_bytes: Option<u64>,
+    /// The rule applied.
+    pub threshold: String,
+}
+
+/// Checks the filesystem holding `path` against [`DISK_MIN_AVAILABLE_RATIO`].
+// statvfs field types differ between platforms (u32 on some); the casts are not always no-ops.
+#[allow(clippy::unnecessary_cast)]
+pub fn disk_check(path: &Path) -> DiskCheck {
+    let (total, available) = match nix::sys::statvfs::statvfs(path) {
+        Ok(s) => {
+            let frag = s.fragment_size() as u64;
+            (
+                Some(s.blocks() as u64 * frag),
+                Some(s.blocks_available() as u64 * frag),
+            )
+        }
+        Err(_) => (None, None),
+    };
+    DiskCheck {
+        status: ratio_verdict(available, total, DISK_MIN_AVAILABLE_RATIO),
+        path: path.to_path_buf(),
+        total_bytes: total,
+        available_bytes: available,
+        threshold: format!(
+            "available space >= {}% of the filesystem",
+            DISK_MIN_AVAILABLE_RATIO * 100.0
+        ),
+    }
+}
+
+fn ratio_verdict(available: Option<u64>, total: Option<u64>, min: f64) -> Verdict {
+    match (available, total) {
+        (Some(a), Some(t)) if t > 0 => {
+            if (a as f64) / (t as f64) >= min {
+                Verdict::Healthy
+            } else {
+                Verdict::Unhealthy
+            }
+        }
+        _ => Verdict::Unknown,
+    }
+}
