@@ -251,7 +251,7 @@ pub async fn apply_pending(
     rust: Vec<RustMigration>,
     options: Options,
 ) -> Result<RunReport, MigrateError> {
-    Migrator::new(MigrationSet::load(dir, rust)?)
+    Migrator::new(MigrationSet::load_for(dir, rust, db.get_database_backend())?)
         .with_options(options)
         .up(db, None)
         .await
@@ -594,11 +594,13 @@ impl Migrator {
             steps: &steps,
         });
         let failed: BTreeSet<u64> = history.iter().filter(|r| !r.success).map(|r| r.version).collect();
+        let mut held = Held::default();
         for m in pending {
             let started = Instant::now();
             if failed.contains(&m.version) {
                 // --retry-failed: the row of the earlier attempt goes; the migration runs again from scratch.
-                ledger::exec(pool, ledger::delete(m.version), "clearing a failed history row").await?;
+                held.exec(pool, ledger::delete(m.version), "clearing a failed history row")
+                    .await?;
             }
             let record = Record {
                 version: m.version,
@@ -609,9 +611,20 @@ impl Migrator {
             };
             let ran = match &m.body {
                 Body::Sql { forward, .. } => {
-                    run_sql(pool, m.version, forward, Finish::Insert(&record), Direction::Up).await?
+                    run_sql(
+                        pool,
+                        &mut held,
+                        m.version,
+                        forward,
+                        Finish::Insert(&record),
+                        Direction::Up,
+                    )
+                    .await?
                 }
-                Body::Rust(r) => run_rust(db, pool, m, r, Direction::Up, &record).await?,
+                Body::Rust(r) => {
+                    held.release();
+                    run_rust(db, pool, m, r, Direction::Up, &record).await?
+                }
             };
             if ran {
                 self.done(report, Direction::Up, m, started);
@@ -714,6 +727,7 @@ impl Migrator {
             steps: &steps,
         });
         let mut undone = Vec::new();
+        let mut held = Held::default();
         for m in targets {
             let started = Instant::now();
             let record = Record {
@@ -726,8 +740,11 @@ impl Migrator {
             let ran = match &m.body {
                 Body::Sql {
                     rollback: Some(file), ..
-                } => run_sql(pool, m.version, file, Finish::Delete, Direction::Down).await?,
-                Body::Rust(r) => run_rust(db, pool, m, r, Direction::Down, &record).await?,
+                } => run_sql(pool, &mut held, m.version, file, Finish::Delete, Direction::Down).await?,
+                Body::Rust(r) => {
+                    held.release();
+                    run_rust(db, pool, m, r, Direction::Down, &record).await?
+                }
                 Body::Sql { rollback: None, .. } => false,
             };
             if ran {
@@ -762,9 +779,50 @@ enum Finish<'a> {
     Delete,
 }
 
+/// A PostgreSQL connection held across consecutive SQL steps: one pool checkout (and health check) per run
+/// instead of one per migration. Released before a Rust migration, which takes its own through SeaORM (the
+/// pool may have a single connection).
+#[derive(Default)]
+struct Held(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Held {
+    async fn get(&mut self, pg: &sqlx::PgPool) -> Result<&mut sqlx::PgConnection, MigrateError> {
+        if self.0.is_none() {
+            let conn = pg
+                .acquire()
+                .await
+                .map_err(|e| MigrateError::db("acquiring a connection", e))?;
+            self.0 = Some(conn);
+        }
+        self.0
+            .as_deref_mut()
+            .ok_or_else(|| MigrateError::db("acquiring a connection", "no connection"))
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
+    }
+
+    /// Runs a bookkeeping statement: on the held connection for PostgreSQL, on the pool for SQLite.
+    async fn exec(&mut self, pool: &Pool, sql: String, context: &'static str) -> Result<(), MigrateError> {
+        match pool {
+            Pool::Postgres(pg) => {
+                let conn = self.get(pg).await?;
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| MigrateError::db(context, e))
+            }
+            Pool::Sqlite(_) => ledger::exec(pool, sql, context).await,
+        }
+    }
+}
+
 /// Runs one SQL file and records it. Returns `false` when another runner had already done it (SQLite).
 async fn run_sql(
     pool: &Pool,
+    held: &mut Held,
     version: u64,
     file: &SqlFile,
     finish: Finish<'_>,
@@ -778,11 +836,12 @@ async fn run_sql(
             };
             // The newline ends a trailing `--` comment; the extra `;` is harmless.
             let sql = format!("{}\n;\n{record_sql}", file.sql);
-            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(pg).await {
+            let conn = held.get(pg).await?;
+            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
                 Ok(_) => Ok(true),
                 Err(e) => {
                     let failure = DbFailure::from_sqlx(&e);
-                    Err(diagnose_pg(pg, version, file, failure).await)
+                    Err(diagnose_pg(conn, version, file, failure).await)
                 }
             }
         }
@@ -793,17 +852,14 @@ async fn run_sql(
                     success: false,
                     ..**r
                 };
-                ledger::exec(
+                held.exec(
                     pool,
                     ledger::pg_insert(&pending, "0"),
                     "recording a no-transaction migration",
                 )
                 .await?;
             }
-            let mut conn = pg
-                .acquire()
-                .await
-                .map_err(|e| MigrateError::db("acquiring a connection", e))?;
+            let conn = held.get(pg).await?;
             for s in &file.statements {
                 if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.text(&file.sql).to_owned()))
                     .execute(&mut *conn)
@@ -823,7 +879,7 @@ async fn run_sql(
                 Finish::Insert(_) => ledger::mark_success(version, ms),
                 Finish::Delete => ledger::delete(version),
             };
-            ledger::exec(pool, done, "recording the migration").await?;
+            held.exec(pool, done, "recording the migration").await?;
             Ok(true)
         }
         Pool::Sqlite(lite) => run_sqlite(lite, version, file, finish, direction).await,
@@ -928,7 +984,7 @@ async fn run_sqlite(
             let _ = exec("ROLLBACK".to_owned()).execute(&mut *conn).await;
             if let MigrateError::Failed { message, .. } = &err {
                 // Name the statement: replay one by one in a transaction that is rolled back.
-                let found = replay(&mut conn, file, "BEGIN").await;
+                let found = replay::<sqlx::Sqlite>(&mut *conn, file, "BEGIN").await;
                 let _ = exec("ROLLBACK".to_owned()).execute(&mut *conn).await;
                 let failure = DbFailure {
                     message: message.clone(),
@@ -1091,7 +1147,12 @@ fn failed(
 }
 
 /// A PostgreSQL failure of a whole-file query: map the position, or replay to find the statement.
-async fn diagnose_pg(pg: &sqlx::PgPool, version: u64, file: &SqlFile, f: DbFailure) -> MigrateError {
+async fn diagnose_pg(
+    conn: &mut sqlx::PgConnection,
+    version: u64,
+    file: &SqlFile,
+    f: DbFailure,
+) -> MigrateError {
     let in_file = f
         .position
         .and_then(|p| statements::char_pos_to_byte(&file.sql, p))
@@ -1104,10 +1165,7 @@ async fn diagnose_pg(pg: &sqlx::PgPool, version: u64, file: &SqlFile, f: DbFailu
         };
         return failed(version, file, only, &f, 0);
     }
-    let Ok(mut conn) = pg.acquire().await else {
-        return failed(version, file, None, &f, 0);
-    };
-    let found = replay(&mut conn, file, "BEGIN").await;
+    let found = replay::<sqlx::Postgres>(conn, file, "BEGIN").await;
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     match found {
         Some((s, replayed)) => failed(version, file, Some(s), &replayed, s.start),
@@ -1117,7 +1175,7 @@ async fn diagnose_pg(pg: &sqlx::PgPool, version: u64, file: &SqlFile, f: DbFailu
 
 /// Runs the file's statements one by one after `begin`; returns the first that fails. The caller rolls back.
 async fn replay<DB>(
-    conn: &mut sqlx::pool::PoolConnection<DB>,
+    conn: &mut DB::Connection,
     file: &SqlFile,
     begin: &'static str,
 ) -> Option<(Statement, DbFailure)>
@@ -1125,10 +1183,10 @@ where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    sqlx::raw_sql(begin).execute(&mut **conn).await.ok()?;
+    sqlx::raw_sql(begin).execute(&mut *conn).await.ok()?;
     for s in &file.statements {
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.text(&file.sql).to_owned()))
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await
         {
             return Some((*s, DbFailure::from_sqlx(&e)));
