@@ -543,11 +543,14 @@ impl Migrator {
         let mut applied = BTreeSet::new();
         for r in history {
             let m = self.set.get(r.version);
-            if !r.success && !self.options.retry_failed {
-                errors.push(MigrateError::PreviouslyFailed {
-                    version: r.version,
-                    file: m.map_or_else(|| r.name.clone(), Migration::label),
-                });
+            if !r.success {
+                // Not applied: with --retry-failed it runs again from scratch (edited file included).
+                if !self.options.retry_failed {
+                    errors.push(MigrateError::PreviouslyFailed {
+                        version: r.version,
+                        file: m.map_or_else(|| r.name.clone(), Migration::label),
+                    });
+                }
                 continue;
             }
             match m {
@@ -561,9 +564,7 @@ impl Migrator {
                 }),
                 _ => {}
             }
-            if r.success {
-                applied.insert(r.version);
-            }
+            applied.insert(r.version);
         }
         MigrateError::from_many(errors)?;
         Ok(self

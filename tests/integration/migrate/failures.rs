@@ -113,3 +113,52 @@ async fn no_transaction_files_run_statement_by_statement_for_concurrent_indexes(
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("-- migrate:no-transaction"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn a_no_transaction_migration_that_stops_part_way_is_marked_failed_until_retried() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(1);
+    dir.write(
+        "002_indexes.sql",
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY t1_name ON t1 (name);\nCREATE INDEX CONCURRENTLY t9_name ON t9 (name);\n",
+    );
+
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("`002_indexes.sql` at line 3: relation \"t9\" does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        exists(&db, "t1_name").await,
+        "without a transaction the first statement stays"
+    );
+
+    let out = run(pg.url(), dir.path(), &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(json["migrations"][1]["problems"], serde_json::json!(["failed"]));
+
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("migration 002 (`002_indexes.sql`) failed part-way in an earlier run"),
+        "{}",
+        out.stderr
+    );
+
+    // Repaired by hand (the file made idempotent), then retried.
+    dir.write(
+        "002_indexes.sql",
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t1_name ON t1 (name);\n",
+    );
+    let out = run(pg.url(), dir.path(), &["up", "--retry-failed"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(history(&db).await, vec![1, 2]);
+    let out = run(pg.url(), dir.path(), &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(json["problems"], 0);
+}
