@@ -128,7 +128,8 @@ async fn a_no_transaction_migration_that_stops_part_way_is_marked_failed_until_r
     let out = run(pg.url(), dir.path(), &["up"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.contains("`002_indexes.sql` at line 3: relation \"t9\" does not exist"),
+        out.stderr
+            .contains("`002_indexes.sql` at line 3: relation \"t9\" does not exist"),
         "{}",
         out.stderr
     );
