@@ -126,7 +126,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health/detailed", get(health::detailed))
         .route("/health/database", get(health::database))
         .route("/metrics", get(metrics::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
+        // An explicit fallback, so 404s pass the metrics middleware too (as route `unmatched`).
+        .fallback(health::not_found)
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))

@@ -83,6 +83,11 @@ fn db_json(state: &AppState, c: &DbCheck) -> Value {
     v
 }
 
+/// Any other path.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response()
+}
+
 /// `GET /live`: the process answers; no database I/O.
 pub async fn live(State(state): State<AppState>) -> Response {
     reply(

@@ -12,7 +12,7 @@ use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
 /// Whether the live schema differs from what the code expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Drift {
     /// It differs.
@@ -24,7 +24,7 @@ pub enum Drift {
 }
 
 /// What `/health/detailed` and `/metrics` report about migrations.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct MigrationState {
     /// `known` when the runner answered, `unknown` otherwise.
     pub state: &'static str,
@@ -38,6 +38,7 @@ pub struct MigrationState {
     pub drift: Drift,
     /// Why the state is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub error: Option<String>,
 }
 

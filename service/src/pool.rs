@@ -16,13 +16,16 @@
 //! - **Cleaner**: like Go's `connectionCleaner`, a task closes idle connections that expired while nobody asked
 //!   for them. sqlx hands idle connections out oldest-first (a FIFO queue), so the cleaner keeps a mirror of
 //!   release times in the same order and takes expired ones with `try_acquire`, which runs no callback.
-//! - **Waits**: [`Pool::acquire`] records a wait when the pool is at `DB_MAX_OPEN_CONNS` with no idle
-//!   connection when the call starts (Go's condition), and adds the time it waited.
+//! - **Waits**: [`Pool::acquire`] passes a fair semaphore with `DB_MAX_OPEN_CONNS` permits before it asks
+//!   sqlx; finding no permit free is Go's condition for a wait (every connection taken), and the time until
+//!   the connection is handed over is added to `wait_duration`. `DB_CONN_ACQUIRE_TIMEOUT` bounds both steps.
 //!
 //! # Differences from Go that remain
 //! - Only acquisitions through [`Pool::acquire`] (and [`Pool::ping`]) are timed. Queries SeaORM runs through
 //!   [`Pool::orm`] acquire inside sqlx, which exposes no hook at the start of an acquire: their waits do not
 //!   enter `wait_count`/`wait_duration`, and their use time is not observed. Closures they cause are counted.
+//!   While SeaORM holds connections, a [`Pool::acquire`] that passes the gate can still wait inside sqlx;
+//!   that wait is in `wait_time` but not in `wait_count`.
 //! - Each idle connection is pinged before it is handed out (sqlx's `test_before_acquire`, done here so the
 //!   closure is visible); sqlx also pings on release. Go does neither and retries on `ErrBadConn` instead.
 //! - The cleaner's mirror of the idle queue can drift by a connection when a release's ping fails or when
@@ -44,6 +47,7 @@ use sea_orm::sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sea_orm::sqlx::{self, Connection, Database as SqlxDatabase, Postgres, Sqlite};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::histogram::Histogram;
 
@@ -75,7 +79,7 @@ pub enum PoolError {
 }
 
 /// Go `DBStats`-equivalent statistics. Serialises to the spec's `pool_stats` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ts_rs::TS)]
 pub struct PoolStats {
     /// `DB_MAX_OPEN_CONNS`.
     pub max_open_connections: u32,
@@ -89,6 +93,7 @@ pub struct PoolStats {
     pub wait_count: u64,
     /// Total time waited, in Go's duration syntax (`1.5s`).
     #[serde(serialize_with = "ser_go_duration")]
+    #[ts(type = "string")]
     pub wait_duration: Duration,
     /// Connections closed because the idle cap was reached.
     pub max_idle_closed: u64,
@@ -298,44 +303,71 @@ fn release_decision(shared: &Shared, age: Duration) -> bool {
 struct Tracked<DB: SqlxDatabase> {
     pool: sqlx::Pool<DB>,
     shared: Arc<Shared>,
+    /// One permit per connection handed out by [`Pool::acquire`]: where waits are detected and timed.
+    gate: Arc<Semaphore>,
 }
 
 impl<DB: SqlxDatabase> Tracked<DB> {
     fn new(shared: Arc<Shared>, opts: <DB::Connection as Connection>::Options) -> Self {
         let pool = options::<DB>(&shared).connect_lazy_with(opts);
-        Self { pool, shared }
+        let gate = Arc::new(Semaphore::new(shared.cfg.max_open.max(1) as usize));
+        Self { pool, shared, gate }
     }
 
-    async fn acquire(&self) -> Result<(PoolConnection<DB>, Instant), PoolError> {
+    async fn acquire(&self) -> Result<(PoolConnection<DB>, Instant, OwnedSemaphorePermit), PoolError> {
         let c = &self.shared.counters;
+        let timeout = self.shared.cfg.acquire_timeout;
         let started = Instant::now();
-        // Go's condition for a wait: every allowed connection is open and none is idle.
-        let must_wait = self.pool.size() >= self.shared.cfg.max_open && self.pool.num_idle() == 0;
-        if must_wait {
-            c.wait_count.fetch_add(1, Ordering::Relaxed);
-        }
         c.pending.fetch_add(1, Ordering::Relaxed);
         // Decrements `pending` also when the caller's future is dropped mid-wait (timeouts around ping).
         let _pending = PendingGuard(c);
-        let result = ACQUIRE_STARTED.scope(started, self.pool.acquire()).await;
-        let waited = started.elapsed();
-        if must_wait {
-            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        let timed_out = || {
+            c.timeouts.fetch_add(1, Ordering::Relaxed);
+            PoolError::Timeout {
+                timeout,
+                max_open: self.shared.cfg.max_open,
+            }
+        };
+        // Go's condition for a wait: every allowed connection is taken. The gate holds one permit per
+        // connection handed out through this API and is fair (FIFO), like Go's queue of waiters.
+        let (permit, waited) = match self.gate.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(TryAcquireError::Closed) => return Err(PoolError::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                c.wait_count.fetch_add(1, Ordering::Relaxed);
+                let got = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
+                self.record_wait(started, true);
+                match got {
+                    Ok(Ok(p)) => (p, true),
+                    Ok(Err(_)) => return Err(PoolError::Closed),
+                    Err(_) => return Err(timed_out()),
+                }
+            }
+        };
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = ACQUIRE_STARTED
+            .scope(started, tokio::time::timeout(remaining, self.pool.acquire()))
+            .await;
+        if !waited {
+            self.record_wait(started, false);
+        }
+        match result {
+            Ok(Ok(conn)) => Ok((conn, Instant::now(), permit)),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(timed_out()),
+            Ok(Err(sqlx::Error::PoolClosed)) => Err(PoolError::Closed),
+            Ok(Err(e)) => Err(PoolError::Database(e)),
+        }
+    }
+
+    /// Records the time to obtain a connection; a wait also adds to `wait_duration`.
+    fn record_wait(&self, started: Instant, waited: bool) {
+        let c = &self.shared.counters;
+        let elapsed = started.elapsed();
+        if waited {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
             c.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
-        c.wait_time.observe(waited);
-        match result {
-            Ok(conn) => Ok((conn, Instant::now())),
-            Err(sqlx::Error::PoolTimedOut) => {
-                c.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(PoolError::Timeout {
-                    timeout: self.shared.cfg.acquire_timeout,
-                    max_open: self.shared.cfg.max_open,
-                })
-            }
-            Err(sqlx::Error::PoolClosed) => Err(PoolError::Closed),
-            Err(e) => Err(PoolError::Database(e)),
-        }
+        c.wait_time.observe(elapsed);
     }
 
     /// Closes idle connections that expired while nobody asked for them.
@@ -408,7 +440,7 @@ enum Backend {
 }
 
 /// Which database engine the pool talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// PostgreSQL.
@@ -438,6 +470,7 @@ impl std::fmt::Debug for Pool {
 /// A connection taken with [`Pool::acquire`]; returned to the pool on drop, which records its use time.
 pub struct PooledConn {
     inner: ConnInner,
+    _permit: OwnedSemaphorePermit,
     acquired_at: Instant,
     counters: Arc<Counters>,
 }
@@ -575,12 +608,19 @@ impl Pool {
     /// [`PoolError::Timeout`] when none became free, [`PoolError::Database`] when a new connection failed,
     /// [`PoolError::Closed`] during shutdown.
     pub async fn acquire(&self) -> Result<PooledConn, PoolError> {
-        let (inner, acquired_at) = match &self.backend {
-            Backend::Postgres(t) => t.acquire().await.map(|(c, at)| (ConnInner::Postgres(c), at))?,
-            Backend::Sqlite(t) => t.acquire().await.map(|(c, at)| (ConnInner::Sqlite(c), at))?,
+        let (inner, acquired_at, permit) = match &self.backend {
+            Backend::Postgres(t) => t
+                .acquire()
+                .await
+                .map(|(c, at, p)| (ConnInner::Postgres(c), at, p))?,
+            Backend::Sqlite(t) => t
+                .acquire()
+                .await
+                .map(|(c, at, p)| (ConnInner::Sqlite(c), at, p))?,
         };
         Ok(PooledConn {
             inner,
+            _permit: permit,
             acquired_at,
             counters: self.shared.counters.clone(),
         })
@@ -633,8 +673,14 @@ impl Pool {
             h.abort();
         }
         match &self.backend {
-            Backend::Postgres(t) => t.pool.close().await,
-            Backend::Sqlite(t) => t.pool.close().await,
+            Backend::Postgres(t) => {
+                t.gate.close();
+                t.pool.close().await;
+            }
+            Backend::Sqlite(t) => {
+                t.gate.close();
+                t.pool.close().await;
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ pub const MEMORY_MIN_AVAILABLE_RATIO: f64 = 0.05;
 pub const DISK_MIN_AVAILABLE_RATIO: f64 = 0.05;
 
 /// A check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Within the threshold.
@@ -32,7 +32,7 @@ impl Verdict {
 }
 
 /// The process's own memory.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ts_rs::TS)]
 pub struct ProcessMemory {
     /// Resident set size in bytes.
     pub resident_bytes: Option<u64>,
@@ -63,7 +63,7 @@ fn kb_field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// The memory check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct MemoryCheck {
     /// The verdict.
     pub status: Verdict,
@@ -95,7 +95,7 @@ pub fn memory_check() -> MemoryCheck {
 }
 
 /// The disk check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct DiskCheck {
     /// The verdict.
     pub status: Verdict,

@@ -3,4 +3,5 @@
 mod entity;
 mod harness;
 mod migrate;
+mod service;
 mod typescript;

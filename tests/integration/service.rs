@@ -1,0 +1,9 @@
+//! The `service` crate: configuration, pool statistics, health and metrics over real HTTP, drills against a
+//! PostgreSQL reached through a proxy the test controls, and secrets.
+
+mod config;
+mod drills;
+mod endpoints;
+mod pool_stats;
+mod process;
+mod support;
