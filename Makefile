@@ -34,13 +34,13 @@ MIGRATION ?= $(CARGO) run -q -p migration --bin migration --
 migrate: ## apply every pending migration
 	$(MIGRATION) up
 
-migrate-status: ## show applied and pending migrations, with problems (modified, missing, failed)
-	$(MIGRATION) status
+migrate-status: ## show applied and pending migrations, problems and schema drift (CHECK=1: exit 3 unless all is well)
+	$(MIGRATION) status $(if $(CHECK),--check)
 
-migrate-create: ## create NNN_<description>.sql + NNN_rollback.sql (DESC="..." or asks)
+migrate-create: ## create NNN_<description>.sql + NNN_rollback.sql (DESC="..." or asks; FROM_ENTITIES=1 writes the entity diff)
 	@desc="$${DESC:-}"; \
 	if [ -z "$$desc" ]; then read -r -p "Enter description: " desc; fi; \
-	$(MIGRATION) create "$$desc"
+	$(MIGRATION) create "$$desc" $(if $(FROM_ENTITIES),--from-entities)
 
 migrate-rollback: ## roll back the latest migration, or VERSION=NNN and everything above it, newest first
 	@if [ -n "$(VERSION)" ]; then \

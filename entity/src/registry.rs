@@ -1,7 +1,7 @@
 //! The list of the app's entities in foreign-key order, with what the schema generator needs of each.
 
 use sea_orm::Schema;
-use sea_orm::sea_query::TableCreateStatement;
+use sea_orm::sea_query::{IndexCreateStatement, TableCreateStatement};
 
 use crate::behaviour::{Behaviours, IndexDef};
 use crate::entities::*;
@@ -23,6 +23,8 @@ pub struct EntityMeta {
     pub auditable: bool,
     /// SeaORM's `CREATE TABLE` for the entity (columns, primary key, foreign keys).
     pub create_table: fn(&Schema) -> TableCreateStatement,
+    /// SeaORM's indexes for `#[sea_orm(indexed)]` and `#[sea_orm(unique_key = "..")]` columns.
+    pub create_indexes: fn(&Schema) -> Vec<IndexCreateStatement>,
 }
 
 impl std::fmt::Debug for EntityMeta {
@@ -44,6 +46,7 @@ impl EntityMeta {
             versioned: E::version_column().is_some(),
             auditable: E::audit_columns().is_some(),
             create_table: |schema| schema.create_table_from_entity(E::default()),
+            create_indexes: |schema| schema.create_index_from_entity(E::default()),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The `migration` command line: argument parsing, confirmation of destructive commands, `create`, and
 //! printing (progress and errors). The work itself is the [`Migrator`]'s.
 //!
-//! Exit codes: 0 success, 1 a migration (or the database) failed, 2 usage, configuration or validation error.
+//! Exit codes: 0 success, 1 a migration (or the database) failed, 2 usage, configuration or validation error,
+//! 3 `status --check` found something pending, modified, missing, failed or drifted.
 //! New commands or flags (for example `create --from-entities`, or drift checks in `status`) are added to
 //! [`Command`] and dispatched in [`run`]; `status` output is built from a [`StatusReport`] in
 //! [`print_status`].
@@ -15,6 +16,10 @@ use clap::{Parser, Subcommand};
 
 use crate::config::DbConfig;
 use crate::error::{EXIT_FAILED, EXIT_USAGE, MigrateError};
+use crate::schema::diff::Drift;
+
+/// Exit code of `status --check` when something is pending, has a problem, or the schema drifted.
+pub const EXIT_CHECK: i32 = 3;
 use crate::migrator::{Direction, DownTarget, Event, Migrator, Options, State, StatusReport};
 use crate::source::{self, MigrationSet};
 
@@ -69,16 +74,24 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Show every migration: applied or pending, when, how long, and problems. Never writes.
+    /// Show every migration: applied or pending, when, how long, and problems, and whether the schema
+    /// matches the entities (drift). Never writes.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Exit with code 3 when anything is pending, modified, missing, failed or drifted (for CI).
+        #[arg(long)]
+        check: bool,
     },
     /// Create the next NNN_<description>.sql and NNN_rollback.sql with the header.
     Create {
         /// What the migration does, e.g. "add user preferences table".
         description: String,
+        /// Write the difference between the entities and the replayed migrations instead of an empty
+        /// template, as `.postgres.sql` and `.sqlite.sql` variants; writes nothing when nothing differs.
+        #[arg(long)]
+        from_entities: bool,
     },
     /// Roll back the latest migration and apply it again.
     Redo,
@@ -106,6 +119,15 @@ pub enum Command {
 struct Failure {
     code: i32,
     message: String,
+}
+
+impl From<crate::schema::SchemaError> for Failure {
+    fn from(e: crate::schema::SchemaError) -> Self {
+        Self {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl From<MigrateError> for Failure {
@@ -137,7 +159,14 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
     let dir = cli.path.clone().unwrap_or_else(|| cfg.migrate_path.clone());
-    if let Command::Create { description } = &cli.command {
+    if let Command::Create {
+        description,
+        from_entities: true,
+    } = &cli.command
+    {
+        return create_from_entities(&dir, description, cfg).await;
+    }
+    if let Command::Create { description, .. } = &cli.command {
         let (forward, rollback) = create(&dir, description)?;
         println!("created {}", forward.display());
         println!("created {}", rollback.display());
@@ -164,7 +193,7 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
             .retry_failed(*retry_failed);
     }
     // Validate every file before touching the database.
-    let set = MigrationSet::load(&dir, crate::rust_migrations())?;
+    let set = MigrationSet::load_for(&dir, crate::rust_migrations(), backend(cfg))?;
     let migrator = Migrator::new(set)
         .with_options(options)
         .with_reporter(Arc::new(print_event));
@@ -173,7 +202,7 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
         message: format!("cannot connect to the database: {e}"),
     })?;
 
-    let result = dispatch(&cli.command, &migrator, &db).await;
+    let result = dispatch(&cli.command, &migrator, &db, &dir).await;
     let _ = db.close().await;
     result
 }
@@ -182,6 +211,7 @@ async fn dispatch(
     command: &Command,
     migrator: &Migrator,
     db: &sea_orm::DatabaseConnection,
+    dir: &Path,
 ) -> Result<(), Failure> {
     match command {
         Command::Up { n, dry_run: true, .. } => {
@@ -218,9 +248,21 @@ async fn dispatch(
                 }
             }
         }
-        Command::Status { json } => {
+        Command::Status { json, check } => {
             let report = migrator.status(db).await?;
-            print_status(&report, *json);
+            let drift = crate::schema::check::drift_of(db, dir, &entity::registry::all()).await?;
+            print_status_with_drift(&report, Some(&drift), *json);
+            if *check && (report.pending > 0 || report.problems > 0 || !drift.is_empty()) {
+                return Err(Failure {
+                    code: EXIT_CHECK,
+                    message: format!(
+                        "status --check: {} pending, {} with problems, {} schema difference(s)",
+                        report.pending,
+                        report.problems,
+                        drift.lines().len()
+                    ),
+                });
+            }
         }
         Command::Redo => {
             let report = migrator.redo(db).await?;
@@ -287,9 +329,22 @@ fn print_event(event: &Event<'_>) {
 
 /// Prints `status` as a table or as JSON.
 pub fn print_status(report: &StatusReport, json: bool) {
+    print_status_with_drift(report, None, json);
+}
+
+/// Prints `status` with the schema drift (JSON: a `drift` object next to the migrations).
+pub fn print_status_with_drift(report: &StatusReport, drift: Option<&Drift>, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
-        let text = serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let mut value = serde_json::to_value(report).unwrap_or_default();
+        if let (Some(d), Some(map)) = (drift, value.as_object_mut()) {
+            let mut dv = serde_json::to_value(d).unwrap_or_default();
+            if let Some(m) = dv.as_object_mut() {
+                m.insert("clean".to_owned(), serde_json::Value::Bool(d.is_empty()));
+            }
+            map.insert("drift".to_owned(), dv);
+        }
+        let text = serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         let _ = writeln!(out, "{text}");
         return;
     }
@@ -328,6 +383,66 @@ pub fn print_status(report: &StatusReport, json: bool) {
         "{} applied, {} pending, {} with problems",
         report.applied, report.pending, report.problems
     );
+    if let Some(d) = drift {
+        let lines = d.lines();
+        if lines.is_empty() {
+            let _ = writeln!(out, "schema: matches the entities");
+        } else {
+            let _ = writeln!(
+                out,
+                "schema drift ({} difference(s) from the entities):",
+                lines.len()
+            );
+            for l in lines {
+                let _ = writeln!(out, "  {l}");
+            }
+        }
+    }
+}
+
+/// `create --from-entities`: the shadow replay needs a PostgreSQL connection only when PostgreSQL is
+/// configured (the SQLite shadow lives in memory).
+async fn create_from_entities(dir: &Path, description: &str, cfg: &DbConfig) -> Result<(), Failure> {
+    let pg = match &cfg.target {
+        crate::config::DbTarget::Postgres(_) => Some(crate::db::connect(cfg).await.map_err(|e| Failure {
+            code: EXIT_FAILED,
+            message: format!("cannot connect to the database: {e}"),
+        })?),
+        crate::config::DbTarget::Sqlite(_) => None,
+    };
+    let result = crate::schema::from_entities::create_from_entities(
+        dir,
+        description,
+        &entity::registry::all(),
+        pg.as_ref(),
+    )
+    .await;
+    if let Some(db) = pg {
+        let _ = db.close().await;
+    }
+    match result {
+        Ok(None) => {
+            println!(
+                "nothing differs: the migrations already create what the entities declare; no file written"
+            );
+            Ok(())
+        }
+        Ok(Some(generated)) => {
+            for (dialect, changes) in &generated.changes {
+                for c in changes {
+                    println!("{}: {}", dialect.as_str(), c.describe());
+                }
+            }
+            for f in &generated.files {
+                println!("created {}", f.display());
+            }
+            Ok(())
+        }
+        Err(e) => Err(Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 fn confirm(yes: bool, what: &str) -> Result<(), Failure> {
@@ -442,6 +557,14 @@ fn slug(description: &str) -> String {
         }
     }
     out.trim_end_matches('_').to_owned()
+}
+
+/// The backend the configuration points at (known before connecting, so files are validated first).
+fn backend(cfg: &DbConfig) -> sea_orm::DbBackend {
+    match &cfg.target {
+        crate::config::DbTarget::Postgres(_) => sea_orm::DbBackend::Postgres,
+        crate::config::DbTarget::Sqlite(_) => sea_orm::DbBackend::Sqlite,
+    }
 }
 
 /// Replaces the configured password wherever it appears in `message` (belt and braces: connect options are

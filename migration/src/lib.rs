@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auto;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -21,14 +22,19 @@ pub mod error;
 pub mod ledger;
 pub mod lock;
 pub mod migrator;
+pub mod schema;
 pub mod source;
 pub mod statements;
 
+pub use auto::{AutoReport, auto_migrate, auto_migrate_with};
 pub use error::MigrateError;
 pub use migrator::{
     DEFAULT_LOCK_TIMEOUT, Direction, DownTarget, Event, Migrator, Options, Problem, Reporter, RunReport,
     State, StatusEntry, StatusReport, Step, apply_pending,
 };
+pub use schema::check::drift_of;
+pub use schema::diff::Drift;
+pub use schema::{Dialect, SchemaError};
 /// sea-orm-migration, for writing Rust migrations ([`sea_orm_migration::MigrationTrait`]) without another dependency.
 pub use sea_orm_migration;
 pub use source::{MigrationSet, RustMigration};

@@ -1,6 +1,7 @@
 //! The `migration` binary: `cargo run -p migration -- up|down|status|create|redo|fresh|reset|accept-checksum`.
 //!
-//! Exit codes: 0 success, 1 a migration failed, 2 usage, configuration or validation error.
+//! Exit codes: 0 success, 1 a migration failed, 2 usage, configuration or validation error, 3 `status --check`
+//! found something pending, modified or drifted.
 
 use clap::Parser;
 

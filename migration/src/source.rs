@@ -5,8 +5,12 @@
 //! versions, a rollback without its forward file, unreadable, non-UTF-8 or empty files, a header whose version
 //! disagrees with the name, transaction control inside a transactional file). Talking to the database is not
 //! this module's business.
+//!
+//! A version may come as per-backend variants, `NNN_description.postgres.sql` / `NNN_description.sqlite.sql`
+//! with `NNN_rollback.postgres.sql` / `NNN_rollback.sqlite.sql`, instead of one pair for every backend: the
+//! schema generated from the entities differs per dialect. [`load_dir_for`] picks the variant of the backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,7 @@ use sea_orm_migration::MigrationTrait;
 use sha2::{Digest, Sha256};
 
 use crate::error::MigrateError;
+use crate::schema::Dialect;
 use crate::statements::{self, Statement};
 
 /// First-line directive that runs a file outside a transaction (for `CREATE INDEX CONCURRENTLY`).
@@ -152,11 +157,19 @@ pub struct FileName {
     pub description: String,
     /// Whether this is `NNN_rollback.sql`.
     pub rollback: bool,
+    /// The backend of a per-backend variant (`NNN_description.postgres.sql`); `None` for every backend.
+    pub dialect: Option<Dialect>,
 }
 
-/// Parses `NNN_description.sql` / `NNN_rollback.sql`; `None` when malformed.
+/// Parses `NNN_description.sql` / `NNN_rollback.sql`, optionally with a backend infix
+/// (`NNN_description.postgres.sql`, `NNN_rollback.sqlite.sql`); `None` when malformed.
 pub fn parse_file_name(name: &str) -> Option<FileName> {
     let stem = name.strip_suffix(".sql")?;
+    let (stem, dialect) = match stem.rsplit_once('.') {
+        Some((s, "postgres")) => (s, Some(Dialect::Postgres)),
+        Some((s, "sqlite")) => (s, Some(Dialect::Sqlite)),
+        _ => (stem, None),
+    };
     let (digits, description) = stem.split_once('_')?;
     if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -177,6 +190,7 @@ pub fn parse_file_name(name: &str) -> Option<FileName> {
         digits: digits.len(),
         description: description.to_owned(),
         rollback: description == "rollback",
+        dialect,
     })
 }
 
@@ -193,11 +207,27 @@ pub struct SqlMigration {
     pub rollback: Option<SqlFile>,
 }
 
-/// Reads and validates every migration file in `dir` (files not ending in `.sql` are ignored).
+/// Reads and validates every migration file in `dir` (files not ending in `.sql` are ignored), for no
+/// particular backend: a directory with per-backend variants needs [`load_dir_for`].
 ///
 /// # Errors
 /// Every problem found, as one error or [`MigrateError::Invalid`]; nothing is returned partially.
 pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
+    load_dir_for(dir, None)
+}
+
+/// Reads and validates every migration file in `dir` for the backend `dialect`.
+///
+/// A version is either one file pair for every backend (`NNN_description.sql` + `NNN_rollback.sql`) or
+/// per-backend variants (`NNN_description.postgres.sql` + `NNN_rollback.postgres.sql`, `.sqlite.sql`). The
+/// variant for `dialect` is the one that runs; when a version has variants but none for `dialect` (a
+/// PostgreSQL-only trigger on SQLite), it is applied and recorded with nothing to run. Every variant is read
+/// and validated whatever the backend.
+///
+/// # Errors
+/// Every problem found, as one error or [`MigrateError::Invalid`]; [`MigrateError::Usage`] when `dialect`
+/// is `None` and the directory has variants.
+pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigration>, MigrateError> {
     let entries = std::fs::read_dir(dir).map_err(|source| MigrateError::Directory {
         path: dir.to_owned(),
         source,
@@ -216,9 +246,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
     }
     names.sort();
 
+    type Slot = BTreeMap<(u64, Option<Dialect>), (String, Option<SqlFile>)>;
     let mut errors = Vec::new();
-    let mut forwards: BTreeMap<u64, (String, Option<SqlFile>)> = BTreeMap::new();
-    let mut rollbacks: BTreeMap<u64, (String, Option<SqlFile>)> = BTreeMap::new();
+    let mut forwards: Slot = BTreeMap::new();
+    let mut rollbacks: Slot = BTreeMap::new();
     for name in names {
         let path = dir.join(&name);
         let Some(parsed) = parse_file_name(&name) else {
@@ -230,7 +261,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
         } else {
             &mut forwards
         };
-        if let Some((first, _)) = slot.get(&parsed.version) {
+        let key = (parsed.version, parsed.dialect);
+        if let Some((first, _)) = slot.get(&key) {
             errors.push(MigrateError::DuplicateVersion {
                 version: parsed.version,
                 first: first.clone(),
@@ -245,22 +277,65 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
                 None
             }
         };
-        slot.insert(parsed.version, (name, file));
+        slot.insert(key, (name, file));
     }
-    for (version, (name, _)) in &rollbacks {
-        if !forwards.contains_key(version) {
+    for ((version, d), (name, _)) in &rollbacks {
+        if !forwards.contains_key(&(*version, *d)) {
             errors.push(MigrateError::RollbackWithoutForward {
                 version: *version,
                 file: dir.join(name),
             });
         }
     }
+    // A version is either for every backend or per backend, never both.
+    for ((version, d), (name, _)) in &forwards {
+        if d.is_some()
+            && let Some((plain, _)) = forwards.get(&(*version, None))
+        {
+            errors.push(MigrateError::DuplicateVersion {
+                version: *version,
+                first: plain.clone(),
+                second: name.clone(),
+            });
+        }
+    }
     MigrateError::from_many(errors)?;
 
-    let mut out = Vec::with_capacity(forwards.len());
-    for (version, (name, file)) in forwards {
+    let versions: BTreeSet<u64> = forwards.keys().map(|(v, _)| *v).collect();
+    let mut out = Vec::with_capacity(versions.len());
+    for version in versions {
+        let has_variants = forwards.keys().any(|(v, d)| *v == version && d.is_some());
+        let key = if has_variants {
+            let Some(d) = dialect else {
+                return Err(MigrateError::Usage(format!(
+                    "migration {version:03} has per-backend variants (.postgres.sql / .sqlite.sql): \
+                     load the directory for a backend (MigrationSet::load_for)"
+                )));
+            };
+            (version, Some(d))
+        } else {
+            (version, None)
+        };
+        let Some((name, file)) = forwards.remove(&key) else {
+            // Variants exist, none for this backend: applied and recorded with nothing to run.
+            let (other, _) = forwards
+                .iter()
+                .find(|((v, _), _)| *v == version)
+                .map(|(_, f)| f.clone())
+                .unwrap_or_default();
+            let description = parse_file_name(&other).map(|p| p.description).unwrap_or_default();
+            let d = dialect.map_or("this backend", Dialect::as_str);
+            let noop = nothing_to_run(dir, version, &description, d);
+            out.push(SqlMigration {
+                version,
+                name: description,
+                forward: noop.clone(),
+                rollback: Some(noop),
+            });
+            continue;
+        };
         let Some(forward) = file else { continue };
-        let rollback = rollbacks.remove(&version).and_then(|(_, f)| f);
+        let rollback = rollbacks.remove(&key).and_then(|(_, f)| f);
         let description = parse_file_name(&name).map(|p| p.description).unwrap_or_default();
         out.push(SqlMigration {
             version,
@@ -270,6 +345,22 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
         });
     }
     Ok(out)
+}
+
+/// The stand-in for a per-backend migration without a variant for this backend: one harmless statement,
+/// so the runner records the version like any other.
+fn nothing_to_run(dir: &Path, version: u64, description: &str, dialect: &str) -> SqlFile {
+    let sql = format!("-- migration {version:03} has no variant for {dialect}: nothing to run\nSELECT 1\n");
+    let file_name = format!("{version:03}_{description} (no {dialect} variant)");
+    SqlFile {
+        path: dir.join(&file_name),
+        checksum: hex::encode(Sha256::digest(sql.as_bytes())),
+        statements: statements::split(&sql),
+        file_name,
+        sql,
+        no_transaction: false,
+        header: Header::default(),
+    }
 }
 
 /// A Rust migration (sea-orm-migration's [`MigrationTrait`]) with its place in the plan.
@@ -428,6 +519,21 @@ impl MigrationSet {
     /// See [`load_dir`] and [`MigrationSet::new`].
     pub fn load(dir: &Path, rust: Vec<RustMigration>) -> Result<Self, MigrateError> {
         Self::new(load_dir(dir)?, rust)
+    }
+
+    /// Loads the SQL files of `dir` for `backend` (picking per-backend variants, see [`load_dir_for`]) and
+    /// merges `rust` into them.
+    ///
+    /// # Errors
+    /// See [`load_dir_for`] and [`MigrationSet::new`]; [`MigrateError::UnsupportedBackend`] for MySQL.
+    pub fn load_for(
+        dir: &Path,
+        rust: Vec<RustMigration>,
+        backend: sea_orm::DbBackend,
+    ) -> Result<Self, MigrateError> {
+        let dialect =
+            Dialect::of(backend).map_err(|_| MigrateError::UnsupportedBackend(format!("{backend:?}")))?;
+        Self::new(load_dir_for(dir, Some(dialect))?, rust)
     }
 
     /// The migrations in version order.

@@ -1,0 +1,566 @@
+//! The difference between the schema the entities declare and the schema a database has: as a [`Drift`]
+//! report (what `status` shows) and as [`Change`]s rendered into forward and rollback SQL (what
+//! `create --from-entities` writes and auto-migrate applies).
+//!
+//! Tables are matched by name, columns by table and name, indexes by name (then compared by columns,
+//! uniqueness and predicate), foreign keys by what they do (SQLite does not keep their names). Objects the
+//! hand-written migrations create and the history table are [`Known`]: never reported as extra.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::{Column, Dialect, ForeignKey, Index, Schema, Table, canonical_expr, ddl};
+
+/// Tables and indexes that exist on purpose although no entity declares them.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Table names (the history table, tables of hand-written migrations).
+    pub tables: BTreeSet<String>,
+    /// Index names (indexes of hand-written migrations).
+    pub indexes: BTreeSet<String>,
+}
+
+/// A column, named by its table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnRef {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+}
+
+/// One aspect of a column that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnDifference {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// `type`, `nullable` or `default`.
+    pub aspect: &'static str,
+    /// What the entities declare.
+    pub expected: String,
+    /// What the database has.
+    pub found: String,
+}
+
+/// An index whose definition differs from the declared one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexDifference {
+    /// What the entities declare.
+    pub expected: Index,
+    /// What the database has.
+    pub found: Index,
+}
+
+/// A foreign key, named by its table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignKeyRef {
+    /// The referencing table.
+    pub table: String,
+    /// The foreign key.
+    pub foreign_key: ForeignKey,
+}
+
+/// How a database differs from the entities. Empty when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// The dialect compared in.
+    pub dialect: Dialect,
+    /// Entity tables the database lacks.
+    pub missing_tables: Vec<String>,
+    /// Tables no entity and no hand-written migration declares.
+    pub extra_tables: Vec<String>,
+    /// Entity columns the database lacks.
+    pub missing_columns: Vec<ColumnRef>,
+    /// Columns of entity tables that no entity declares.
+    pub extra_columns: Vec<ColumnRef>,
+    /// Type, nullability and default differences.
+    pub column_differences: Vec<ColumnDifference>,
+    /// Declared indexes the database lacks.
+    pub missing_indexes: Vec<Index>,
+    /// Indexes on entity tables that nothing declares.
+    pub extra_indexes: Vec<Index>,
+    /// Indexes whose columns, uniqueness or predicate differ.
+    pub index_differences: Vec<IndexDifference>,
+    /// Declared foreign keys the database lacks (on tables it has).
+    pub missing_foreign_keys: Vec<ForeignKeyRef>,
+    /// Foreign keys on entity tables that no entity declares.
+    pub extra_foreign_keys: Vec<ForeignKeyRef>,
+}
+
+impl Drift {
+    /// Whether the database matches the entities.
+    pub fn is_empty(&self) -> bool {
+        self.missing_tables.is_empty()
+            && self.extra_tables.is_empty()
+            && self.missing_columns.is_empty()
+            && self.extra_columns.is_empty()
+            && self.column_differences.is_empty()
+            && self.missing_indexes.is_empty()
+            && self.extra_indexes.is_empty()
+            && self.index_differences.is_empty()
+            && self.missing_foreign_keys.is_empty()
+            && self.extra_foreign_keys.is_empty()
+    }
+
+    /// One line per difference, for people.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.missing_tables {
+            out.push(format!("missing table {t}"));
+        }
+        for t in &self.extra_tables {
+            out.push(format!("extra table {t} (no entity or migration declares it)"));
+        }
+        for c in &self.missing_columns {
+            out.push(format!("missing column {}.{}", c.table, c.column));
+        }
+        for c in &self.extra_columns {
+            out.push(format!("extra column {}.{}", c.table, c.column));
+        }
+        for d in &self.column_differences {
+            out.push(format!(
+                "column {}.{} {}: expected {}, found {}",
+                d.table, d.column, d.aspect, d.expected, d.found
+            ));
+        }
+        for i in &self.missing_indexes {
+            out.push(format!("missing index {} on {}", i.name, describe(i)));
+        }
+        for i in &self.extra_indexes {
+            out.push(format!("extra index {} on {}", i.name, describe(i)));
+        }
+        for d in &self.index_differences {
+            out.push(format!(
+                "index {} differs: expected {}, found {}",
+                d.expected.name,
+                describe(&d.expected),
+                describe(&d.found)
+            ));
+        }
+        for f in &self.missing_foreign_keys {
+            out.push(format!("missing foreign key {}", describe_fk(f)));
+        }
+        for f in &self.extra_foreign_keys {
+            out.push(format!("extra foreign key {}", describe_fk(f)));
+        }
+        out
+    }
+}
+
+fn describe(i: &Index) -> String {
+    let mut s = format!(
+        "{}{} ({})",
+        if i.unique { "unique " } else { "" },
+        i.table,
+        i.columns.join(", ")
+    );
+    if let Some(p) = &i.predicate {
+        s.push_str(" WHERE ");
+        s.push_str(p);
+    }
+    s
+}
+
+fn describe_fk(f: &ForeignKeyRef) -> String {
+    format!(
+        "{} ({}) -> {} ({}) ON DELETE {}",
+        f.table,
+        f.foreign_key.columns.join(", "),
+        f.foreign_key.ref_table,
+        f.foreign_key.ref_columns.join(", "),
+        f.foreign_key.on_delete
+    )
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "none".to_owned(), str::to_owned)
+}
+
+/// Compares `actual` (a database) with `expected` (the entities), in `dialect`.
+pub fn drift(expected: &Schema, actual: &Schema, known: &Known, dialect: Dialect) -> Drift {
+    let mut d = Drift {
+        dialect,
+        missing_tables: Vec::new(),
+        extra_tables: Vec::new(),
+        missing_columns: Vec::new(),
+        extra_columns: Vec::new(),
+        column_differences: Vec::new(),
+        missing_indexes: Vec::new(),
+        extra_indexes: Vec::new(),
+        index_differences: Vec::new(),
+        missing_foreign_keys: Vec::new(),
+        extra_foreign_keys: Vec::new(),
+    };
+    let declared: BTreeSet<&str> = expected.tables.iter().map(|t| t.name.as_str()).collect();
+    for t in &actual.tables {
+        if !declared.contains(t.name.as_str()) && !known.tables.contains(&t.name) {
+            d.extra_tables.push(t.name.clone());
+        }
+    }
+    for e in &expected.tables {
+        let Some(a) = actual.table(&e.name) else {
+            d.missing_tables.push(e.name.clone());
+            continue;
+        };
+        compare_table(e, a, known, &mut d);
+    }
+    d
+}
+
+fn compare_table(e: &Table, a: &Table, known: &Known, d: &mut Drift) {
+    for ec in &e.columns {
+        let Some(ac) = a.column(&ec.name) else {
+            d.missing_columns.push(ColumnRef {
+                table: e.name.clone(),
+                column: ec.name.clone(),
+            });
+            continue;
+        };
+        let mut diff = |aspect, expected: String, found: String| {
+            d.column_differences.push(ColumnDifference {
+                table: e.name.clone(),
+                column: ec.name.clone(),
+                aspect,
+                expected,
+                found,
+            });
+        };
+        if ec.sql_type != ac.sql_type {
+            diff("type", ec.sql_type.clone(), ac.sql_type.clone());
+        }
+        if ec.nullable != ac.nullable {
+            let word = |n: bool| if n { "NULL" } else { "NOT NULL" }.to_owned();
+            diff("nullable", word(ec.nullable), word(ac.nullable));
+        }
+        if ec.default.as_deref().map(canonical_expr) != ac.default.as_deref().map(canonical_expr) {
+            diff("default", opt(ec.default.as_deref()), opt(ac.default.as_deref()));
+        }
+    }
+    for ac in &a.columns {
+        if e.column(&ac.name).is_none() {
+            d.extra_columns.push(ColumnRef {
+                table: e.name.clone(),
+                column: ac.name.clone(),
+            });
+        }
+    }
+    for ei in &e.indexes {
+        match a.index(&ei.name) {
+            None => d.missing_indexes.push(ei.clone()),
+            Some(ai) if !ei.same_definition(ai) => d.index_differences.push(IndexDifference {
+                expected: ei.clone(),
+                found: ai.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for ai in &a.indexes {
+        if e.index(&ai.name).is_none() && !known.indexes.contains(&ai.name) {
+            d.extra_indexes.push(ai.clone());
+        }
+    }
+    for ef in &e.foreign_keys {
+        // A foreign key on a missing column is implied by that column's addition.
+        let column_missing = ef.columns.iter().any(|c| a.column(c).is_none());
+        if !column_missing && !a.foreign_keys.iter().any(|af| af.same_as(ef)) {
+            d.missing_foreign_keys.push(ForeignKeyRef {
+                table: e.name.clone(),
+                foreign_key: ef.clone(),
+            });
+        }
+    }
+    for af in &a.foreign_keys {
+        if !e.foreign_keys.iter().any(|ef| ef.same_as(af)) {
+            d.extra_foreign_keys.push(ForeignKeyRef {
+                table: e.name.clone(),
+                foreign_key: af.clone(),
+            });
+        }
+    }
+}
+
+/// One schema change a migration makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// A new table with its indexes.
+    CreateTable {
+        /// The table as the entities declare it.
+        table: Table,
+    },
+    /// A new column (with its foreign key, if any).
+    AddColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: Column,
+        /// Its foreign key.
+        foreign_key: Option<ForeignKey>,
+    },
+    /// A column whose type, nullability or default changes (not additive).
+    AlterColumn {
+        /// The table.
+        table: String,
+        /// As the database has it.
+        from: Column,
+        /// As the entities declare it.
+        to: Column,
+    },
+    /// A foreign key added to an existing column (not additive on SQLite, which cannot add one).
+    AddForeignKey {
+        /// The table.
+        table: String,
+        /// The foreign key.
+        foreign_key: ForeignKey,
+    },
+    /// A new index.
+    CreateIndex {
+        /// The index.
+        index: Index,
+    },
+    /// An index on an entity table that nothing declares (not additive).
+    DropIndex {
+        /// The index as the database has it.
+        index: Index,
+    },
+    /// An index whose definition changes (not additive).
+    ReplaceIndex {
+        /// As the database has it.
+        from: Index,
+        /// As the entities declare it.
+        to: Index,
+    },
+}
+
+impl Change {
+    /// Whether the change only adds (what auto-migrate may apply): a table, a column, an index.
+    pub fn is_additive(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateTable { .. } | Self::AddColumn { .. } | Self::CreateIndex { .. }
+        )
+    }
+
+    /// A short description naming the object, for logs and warnings.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::CreateTable { table } => format!("create table {}", table.name),
+            Self::AddColumn { table, column, .. } => format!("add column {table}.{}", column.name),
+            Self::AlterColumn { table, to, .. } => format!("alter column {table}.{}", to.name),
+            Self::AddForeignKey { table, foreign_key } => {
+                format!("add foreign key {table} ({})", foreign_key.columns.join(", "))
+            }
+            Self::CreateIndex { index } => format!("create index {} on {}", index.name, index.table),
+            Self::DropIndex { index } => format!("drop index {} on {}", index.name, index.table),
+            Self::ReplaceIndex { to, .. } => format!("replace index {} on {}", to.name, to.table),
+        }
+    }
+
+    /// The forward statements in `dialect` (comments for what the dialect cannot do).
+    pub fn forward(&self, dialect: Dialect) -> Vec<String> {
+        match self {
+            Self::CreateTable { table } => {
+                let mut out = vec![ddl::create_table(table)];
+                out.extend(table.indexes.iter().map(ddl::create_index));
+                if dialect == Dialect::Postgres && table.column("updated_at").is_some() {
+                    out.push(ddl::updated_at_trigger_pg(&table.name));
+                }
+                out
+            }
+            Self::AddColumn {
+                table,
+                column,
+                foreign_key,
+            } => vec![ddl::add_column(table, column, foreign_key.as_ref(), dialect)],
+            Self::AlterColumn { table, from, to } => match dialect {
+                Dialect::Postgres => ddl::alter_column_pg(table, from, to),
+                Dialect::Sqlite => vec![format!(
+                    "-- SQLite cannot alter column {table}.{} in place (wanted: {}); rebuild the table by hand",
+                    to.name,
+                    ddl::column_def(to)
+                )],
+            },
+            Self::AddForeignKey { table, foreign_key } => match dialect {
+                Dialect::Postgres => vec![format!(
+                    "ALTER TABLE {} ADD {};",
+                    ddl::ident(table),
+                    fk_clause(foreign_key)
+                )],
+                Dialect::Sqlite => vec![format!(
+                    "-- SQLite cannot add a foreign key to {table} ({}) in place; rebuild the table by hand",
+                    foreign_key.columns.join(", ")
+                )],
+            },
+            Self::CreateIndex { index } => vec![ddl::create_index(index)],
+            Self::DropIndex { index } => vec![ddl::drop_index(&index.name)],
+            Self::ReplaceIndex { from, to } => vec![ddl::drop_index(&from.name), ddl::create_index(to)],
+        }
+    }
+
+    /// The statements that undo [`Change::forward`], in order.
+    pub fn rollback(&self, dialect: Dialect) -> Vec<String> {
+        match self {
+            Self::CreateTable { table } => vec![ddl::drop_table(&table.name)],
+            Self::AddColumn { table, column, .. } => vec![ddl::drop_column(table, &column.name, dialect)],
+            Self::AlterColumn { table, from, to } => match dialect {
+                Dialect::Postgres => ddl::alter_column_pg(table, to, from),
+                Dialect::Sqlite => Vec::new(),
+            },
+            Self::AddForeignKey { table, foreign_key } => match dialect {
+                Dialect::Postgres => vec![format!(
+                    "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};",
+                    ddl::ident(table),
+                    ddl::ident(&foreign_key.name)
+                )],
+                Dialect::Sqlite => Vec::new(),
+            },
+            Self::CreateIndex { index } => vec![ddl::drop_index(&index.name)],
+            Self::DropIndex { index } => vec![ddl::create_index(index)],
+            Self::ReplaceIndex { from, to } => vec![ddl::drop_index(&to.name), ddl::create_index(from)],
+        }
+    }
+}
+
+fn fk_clause(fk: &ForeignKey) -> String {
+    let mut s = format!(
+        "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+        ddl::ident(&fk.name),
+        fk.columns
+            .iter()
+            .map(|c| ddl::ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ddl::ident(&fk.ref_table),
+        fk.ref_columns
+            .iter()
+            .map(|c| ddl::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if fk.on_delete != "NO ACTION" {
+        s.push_str(" ON DELETE ");
+        s.push_str(&fk.on_delete);
+    }
+    s
+}
+
+/// The changes that bring `actual` to `expected`, in an order that applies (tables parents first, then
+/// columns, then indexes). Extra tables and columns are never dropped: they may hold data and may belong
+/// to hand-written migrations.
+pub fn changes(expected: &Schema, actual: &Schema, known: &Known, dialect: Dialect) -> Vec<Change> {
+    let d = drift(expected, actual, known, dialect);
+    let mut out = Vec::new();
+    for e in &expected.tables {
+        if d.missing_tables.contains(&e.name) {
+            out.push(Change::CreateTable { table: e.clone() });
+        }
+    }
+    for c in &d.missing_columns {
+        let Some(t) = expected.table(&c.table) else {
+            continue;
+        };
+        let Some(column) = t.column(&c.column) else {
+            continue;
+        };
+        let foreign_key = t
+            .foreign_keys
+            .iter()
+            .find(|f| f.columns.len() == 1 && f.columns[0] == c.column)
+            .cloned();
+        out.push(Change::AddColumn {
+            table: c.table.clone(),
+            column: column.clone(),
+            foreign_key,
+        });
+    }
+    for cd in &d.column_differences {
+        let (Some(e), Some(a)) = (expected.table(&cd.table), actual.table(&cd.table)) else {
+            continue;
+        };
+        let (Some(to), Some(from)) = (e.column(&cd.column), a.column(&cd.column)) else {
+            continue;
+        };
+        let change = Change::AlterColumn {
+            table: cd.table.clone(),
+            from: from.clone(),
+            to: to.clone(),
+        };
+        if !out.contains(&change) {
+            out.push(change);
+        }
+    }
+    for f in &d.missing_foreign_keys {
+        out.push(Change::AddForeignKey {
+            table: f.table.clone(),
+            foreign_key: f.foreign_key.clone(),
+        });
+    }
+    for i in &d.extra_indexes {
+        out.push(Change::DropIndex { index: i.clone() });
+    }
+    for x in &d.index_differences {
+        out.push(Change::ReplaceIndex {
+            from: x.found.clone(),
+            to: x.expected.clone(),
+        });
+    }
+    for i in &d.missing_indexes {
+        out.push(Change::CreateIndex { index: i.clone() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::generate;
+
+    #[test]
+    fn an_empty_database_needs_every_table_in_foreign_key_order() {
+        let expected = generate::schema(&entity::registry::all(), Dialect::Postgres).expect("generates");
+        let changes = changes(
+            &expected,
+            &Schema::default(),
+            &Known::default(),
+            Dialect::Postgres,
+        );
+        let names: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::CreateTable { table } => table.name.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names.first().map(String::as_str), Some("businesses"));
+        assert_eq!(names.len(), expected.tables.len());
+    }
+
+    #[test]
+    fn a_matching_schema_has_no_drift_and_a_changed_predicate_is_reported() {
+        let expected = generate::schema(&entity::registry::all(), Dialect::Sqlite).expect("generates");
+        let mut actual = expected.clone();
+        assert!(drift(&expected, &actual, &Known::default(), Dialect::Sqlite).is_empty());
+        let users = actual
+            .tables
+            .iter_mut()
+            .find(|t| t.name == "users")
+            .expect("users");
+        let idx = users
+            .indexes
+            .iter_mut()
+            .find(|i| i.name == "idx_users_email_status")
+            .expect("index");
+        idx.predicate = Some("(deleted_at IS NULL)".into());
+        users.columns.retain(|c| c.name != "display_name");
+        let d = drift(&expected, &actual, &Known::default(), Dialect::Sqlite);
+        assert_eq!(d.index_differences.len(), 1, "{d:?}");
+        assert_eq!(d.missing_columns.len(), 1, "{d:?}");
+        let lines = d.lines().join("\n");
+        assert!(lines.contains("index idx_users_email_status differs"), "{lines}");
+        assert!(lines.contains("missing column users.display_name"), "{lines}");
+    }
+}
