@@ -1097,6 +1097,10 @@ impl DbFailure {
         if let Some(h) = pg.hint() {
             message.push_str(&format!("; hint: {h}"));
         }
+        // Errors inside function bodies and DO blocks say where there (the position is not in the file).
+        if let Some(w) = pg.r#where() {
+            message.push_str(&format!("; context: {}", w.replace('\n', " / ")));
+        }
         if pg.code() == "25001" {
             message.push_str(
                 "; put `-- migrate:no-transaction` on the file's first line to run it outside a transaction",
