@@ -3,5 +3,6 @@
 mod entity;
 mod harness;
 mod migrate;
+mod schema;
 mod service;
 mod typescript;

@@ -4,6 +4,7 @@
 //! PostgreSQL is found at `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). When it
 //! cannot be reached the harness panics with what to do: PostgreSQL tests never skip silently.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -76,6 +77,16 @@ impl PgTestDb {
         let _ = admin.close().await;
         let url = with_database(&admin_url(), &name);
         Self { name, url }
+    }
+
+    /// Creates a database migrated with the repository's `migrations/` (the real runner, PostgreSQL variants),
+    /// as a copy of a template migrated once per migrations content (see [`migrated_template`]).
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be reached or a migration fails.
+    pub async fn migrated() -> Self {
+        let template = migrated_template().await;
+        Self::from_template(&template).await
     }
 
     /// The database name.
@@ -201,4 +212,120 @@ pub async fn sqlite_with_entities() -> DatabaseConnection {
     let conn = sqlite_memory().await;
     create_entity_tables(&conn).await;
     conn
+}
+
+/// The repository's `migrations/` directory.
+pub fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("migrations")
+}
+
+/// A hash of every file name and content in `dir`, so a template is rebuilt when any migration changes.
+fn dir_hash(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let body = std::fs::read(e.path()).unwrap_or_default();
+                    (name, body)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    // `DefaultHasher::new()` uses fixed keys: the same content gives the same name in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    files.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// The name of a database migrated with the repository's migrations, created once per migrations content
+/// (`collex_tpl_<hash>`) and reused by every later test process. Concurrent test processes serialise the
+/// creation with an advisory lock; the template is built under a temporary name and renamed when complete,
+/// so a run that dies half-way never leaves a half-migrated template behind.
+///
+/// # Panics
+/// When PostgreSQL cannot be reached or a migration fails.
+pub async fn migrated_template() -> String {
+    TEMPLATE
+        .get_or_init(|| async {
+            // A runtime of its own: the OnceCell may be initialised from any test's runtime, and the
+            // connections made here must not outlive the runtime that made them.
+            std::thread::spawn(build_template)
+                .join()
+                .unwrap_or_else(|_| panic!("building the migrated template database panicked"))
+        })
+        .await
+        .clone()
+}
+
+fn build_template() -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for building the template");
+    rt.block_on(async {
+        let dir = migrations_dir();
+        let name = format!("collex_tpl_{}", dir_hash(&dir));
+        let admin = admin_connection().await;
+        // "collex_tp" in ASCII: one key for every test process on this cluster.
+        const KEY: i64 = 0x636f_6c6c_6578_7470;
+        admin
+            .execute_unprepared(&format!("SELECT pg_advisory_lock({KEY})"))
+            .await
+            .expect("template advisory lock");
+        let exists = admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+            ))
+            .await
+            .expect("look for the template")
+            .is_some();
+        if !exists {
+            let building = format!("{name}_building_{}", std::process::id());
+            let _ = admin
+                .execute_unprepared(&format!(r#"DROP DATABASE IF EXISTS "{building}" WITH (FORCE)"#))
+                .await;
+            admin
+                .execute_unprepared(&format!(r#"CREATE DATABASE "{building}""#))
+                .await
+                .expect("create the template database");
+            let mut opts = sea_orm::ConnectOptions::new(with_database(&admin_url(), &building));
+            opts.sqlx_logging(false).max_connections(2);
+            let db = Database::connect(opts)
+                .await
+                .expect("connect to the template database");
+            if let Err(e) = migration::apply_pending(
+                &db,
+                &dir,
+                migration::rust_migrations(),
+                migration::Options::default(),
+            )
+            .await
+            {
+                let _ = db.close().await;
+                let _ = admin
+                    .execute_unprepared(&format!(r#"DROP DATABASE IF EXISTS "{building}" WITH (FORCE)"#))
+                    .await;
+                panic!("migrating the template database failed: {e}");
+            }
+            let _ = db.close().await;
+            admin
+                .execute_unprepared(&format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#))
+                .await
+                .expect("rename the template database");
+        }
+        let _ = admin
+            .execute_unprepared(&format!("SELECT pg_advisory_unlock({KEY})"))
+            .await;
+        let _ = admin.close().await;
+        name
+    })
 }

@@ -1,0 +1,215 @@
+//! Helpers for the schema tests: temporary migration directories, the built `migration` binary, catalog
+//! reads and test-only entities.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+static DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary directory, removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// An empty directory.
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "collex_schema_{}_{}_{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+
+    /// A copy of the repository's `migrations/`.
+    pub fn with_repo_migrations() -> Self {
+        let d = Self::new();
+        for e in std::fs::read_dir(collex_tests::migrations_dir())
+            .expect("migrations dir")
+            .flatten()
+        {
+            std::fs::copy(e.path(), d.path.join(e.file_name())).expect("copy migration");
+        }
+        d
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file names in it, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.path)
+            .expect("read temp dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The text of a file in it.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The `migration` binary next to the test executable.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(format!("migration{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p migration` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the `migration` binary against `url` with `args`.
+pub fn run_cli(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run the migration binary")
+}
+
+/// The rows of a query whose columns are all text (or NULL).
+pub async fn texts(db: &DatabaseConnection, sql: &str) -> Vec<Vec<Option<String>>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while let Ok(v) = r.try_get_by_index::<Option<String>>(i) {
+                out.push(v);
+                i += 1;
+            }
+            out
+        })
+        .collect()
+}
+
+/// The single text value of a query.
+pub async fn text(db: &DatabaseConnection, sql: &str) -> Option<String> {
+    texts(db, sql)
+        .await
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .flatten()
+}
+
+/// `sqlite::memory:` with one connection (the runner's SQLite path holds one connection at a time).
+pub async fn sqlite() -> DatabaseConnection {
+    collex_tests::sqlite_memory().await
+}
+
+/// Whether `db` is PostgreSQL.
+pub fn is_pg(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+/// Test-only entities: `widgets` before and after it gains a field and an index, and `gadgets`, a new
+/// business-scoped entity for auto-migrate.
+pub mod test_entities {
+    /// `widgets` as first written.
+    pub mod widgets_v1 {
+        use sea_orm::entity::prelude::*;
+
+        /// A widget.
+        #[entity::behaviour(BaseModel, SoftDeletable)]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "widgets")]
+        pub struct Model {
+            /// Unique among live widgets.
+            #[sea_orm(column_type = "String(StringLen::N(40))", unique)]
+            pub code: String,
+        }
+
+        /// No relations.
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    }
+
+    /// `widgets` with a new `color` field and an index on it.
+    pub mod widgets_v2 {
+        use sea_orm::entity::prelude::*;
+
+        /// A widget.
+        #[entity::behaviour(BaseModel, SoftDeletable)]
+        #[index(
+            name = "idx_widgets_color",
+            columns(color, code),
+            where = "deleted_at IS NULL"
+        )]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "widgets")]
+        pub struct Model {
+            /// Unique among live widgets.
+            #[sea_orm(column_type = "String(StringLen::N(40))", unique)]
+            pub code: String,
+            /// A colour name.
+            #[sea_orm(column_type = "String(StringLen::N(20))", nullable)]
+            pub color: Option<String>,
+        }
+
+        /// No relations.
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    }
+
+    /// A new business-scoped entity that only auto-migrate creates.
+    pub mod gadgets {
+        use sea_orm::entity::prelude::*;
+
+        /// A gadget.
+        #[entity::behaviour(BaseModel, SoftDeletable, BusinessScoped, Versioned)]
+        #[index(name = "idx_gadgets_kind", columns(kind), where = "deleted_at IS NULL")]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "gadgets")]
+        pub struct Model {
+            /// Unique among the live gadgets.
+            #[sea_orm(column_type = "String(StringLen::N(40))", unique)]
+            pub serial: String,
+            /// What kind of gadget.
+            #[sea_orm(column_type = "String(StringLen::N(20))", default_value = "plain")]
+            pub kind: String,
+        }
+
+        /// Belongs to a business.
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {
+            /// The business.
+            #[sea_orm(
+                belongs_to = "entity::businesses::Entity",
+                from = "Column::BusinessId",
+                to = "entity::businesses::Column::Id",
+                on_delete = "Cascade"
+            )]
+            Business,
+        }
+    }
+}
