@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: AppConfig) -> anyhow::Result<()> {
-    let runner = Arc::new(service::Runner::new(config.db.migrate_path.clone()));
+    let runner = Arc::new(service::Runner::new(config.db.clone()));
     let running = service::start(config, runner)
         .await
         .context("starting the service")?;

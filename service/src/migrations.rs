@@ -1,13 +1,13 @@
 //! The migration state the service reports and the auto-migrate step it runs at start-up.
 //!
-//! Owns the [`Migrations`] seam between the service and the migration runner: [`Runner`] wires it to
-//! `migration::Migrator` (read-only `status`, `apply_pending` under the runner's lock); [`NotWired`] reports
-//! `unknown` and applies nothing. Schema drift (entities versus the live catalog) is not known to the runner
-//! yet, so [`Runner`] reports it as unknown until that check exists.
+//! Owns the [`Migrations`] seam between the service and the migration crate: [`Runner`] wires it to
+//! `migration::auto_migrate` (under the runner's lock) and to the read-only `Migrator::status` and
+//! `drift_of` (entities versus the live catalog); [`NotWired`] reports `unknown` and applies nothing.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use migration::config::DbConfig;
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
@@ -88,52 +88,104 @@ impl Migrations for NotWired {
     }
 }
 
-/// The migration crate's runner over the SQL files in `dir` plus `migration::rust_migrations()`.
+/// The migration crate's runner: `migration::auto_migrate` (pending files of `DB_MIGRATE_PATH`, then the
+/// additive entity changes) to migrate, `Migrator::status` and `drift_of` (read-only) for the state.
 #[derive(Debug, Clone)]
 pub struct Runner {
     dir: PathBuf,
 }
 
+/// What a [`Runner`] can be built from: a configuration (its `DB_MIGRATE_PATH`) or the directory itself.
+pub trait MigrationsDir {
+    /// The directory of SQL migrations.
+    fn into_dir(self) -> PathBuf;
+}
+
+impl MigrationsDir for DbConfig {
+    fn into_dir(self) -> PathBuf {
+        self.migrate_path
+    }
+}
+
+impl MigrationsDir for &DbConfig {
+    fn into_dir(self) -> PathBuf {
+        self.migrate_path.clone()
+    }
+}
+
+impl MigrationsDir for PathBuf {
+    fn into_dir(self) -> PathBuf {
+        self
+    }
+}
+
+impl MigrationsDir for &PathBuf {
+    fn into_dir(self) -> PathBuf {
+        self.clone()
+    }
+}
+
+impl MigrationsDir for &std::path::Path {
+    fn into_dir(self) -> PathBuf {
+        self.to_path_buf()
+    }
+}
+
 impl Runner {
-    /// A runner for `DB_MIGRATE_PATH`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// A runner for `DB_MIGRATE_PATH`, given as the configuration or as the directory.
+    pub fn new(source: impl MigrationsDir) -> Self {
+        Self {
+            dir: source.into_dir(),
+        }
     }
 }
 
 #[async_trait]
 impl Migrations for Runner {
     async fn apply_pending(&self, db: &DatabaseConnection) -> Result<usize, MigrateFailure> {
-        let report = migration::apply_pending(
-            db,
-            &self.dir,
-            migration::rust_migrations(),
-            migration::Options::default(),
-        )
-        .await?;
-        Ok(report.steps.len())
+        let entities = entity::registry::all();
+        let report =
+            migration::auto_migrate_with(db, &self.dir, &entities, migration::Options::default()).await?;
+        for w in &report.warnings {
+            tracing::warn!("auto-migrate: {w}");
+        }
+        Ok(report.migrations.steps.len() + report.applied.len())
     }
 
     async fn state(&self, db: &DatabaseConnection) -> MigrationState {
-        let set = match migration::MigrationSet::load(&self.dir, migration::rust_migrations()) {
+        let dir = &self.dir;
+        let set = match migration::MigrationSet::load_for(
+            dir,
+            migration::rust_migrations(),
+            db.get_database_backend(),
+        ) {
             Ok(s) => s,
             Err(e) => return MigrationState::unknown(e.to_string()),
         };
-        match migration::Migrator::new(set).status(db).await {
-            Ok(report) => MigrationState {
-                state: "known",
-                latest_applied_version: report
-                    .migrations
-                    .iter()
-                    .filter(|m| m.state == migration::State::Applied)
-                    .map(|m| m.version)
-                    .max(),
-                pending: Some(report.pending),
-                history_problems: Some(report.problems),
-                drift: Drift::Unknown,
-                error: None,
-            },
-            Err(e) => MigrationState::unknown(e.to_string()),
+        let report = match migration::Migrator::new(set).status(db).await {
+            Ok(r) => r,
+            Err(e) => return MigrationState::unknown(e.to_string()),
+        };
+        let drift = match migration::drift_of(db, dir, &entity::registry::all()).await {
+            Ok(d) if d.is_empty() => Drift::No,
+            Ok(_) => Drift::Yes,
+            Err(e) => {
+                tracing::debug!("drift check failed: {e}");
+                Drift::Unknown
+            }
+        };
+        MigrationState {
+            state: "known",
+            latest_applied_version: report
+                .migrations
+                .iter()
+                .filter(|m| m.state == migration::State::Applied)
+                .map(|m| m.version)
+                .max(),
+            pending: Some(report.pending),
+            history_problems: Some(report.problems),
+            drift,
+            error: None,
         }
     }
 }

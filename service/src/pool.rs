@@ -67,6 +67,14 @@ pub enum PoolError {
         /// `DB_MAX_OPEN_CONNS`.
         max_open: u32,
     },
+    /// No connection could be opened in time, though the pool had room for one.
+    #[error("cannot reach the database within {}: {reason}", humantime::format_duration(*.timeout))]
+    Unreachable {
+        /// The limit that ran out.
+        timeout: Duration,
+        /// What a direct connection attempt answered.
+        reason: String,
+    },
     /// The database could not be reached or answered with an error.
     #[error("database connection failed: {0}")]
     Database(#[source] sqlx::Error),
@@ -314,9 +322,11 @@ impl<DB: SqlxDatabase> Tracked<DB> {
         Self { pool, shared, gate }
     }
 
-    async fn acquire(&self) -> Result<(PoolConnection<DB>, Instant, OwnedSemaphorePermit), PoolError> {
+    async fn acquire(
+        &self,
+        timeout: Duration,
+    ) -> Result<(PoolConnection<DB>, Instant, OwnedSemaphorePermit), PoolError> {
         let c = &self.shared.counters;
-        let timeout = self.shared.cfg.acquire_timeout;
         let started = Instant::now();
         c.pending.fetch_add(1, Ordering::Relaxed);
         // Decrements `pending` also when the caller's future is dropped mid-wait (timeouts around ping).
@@ -353,9 +363,31 @@ impl<DB: SqlxDatabase> Tracked<DB> {
         }
         match result {
             Ok(Ok(conn)) => Ok((conn, Instant::now(), permit)),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) if self.pool.size() < self.shared.cfg.max_open => {
+                // Not exhausted: sqlx spent the time retrying to connect (it retries refused connections
+                // silently). One direct attempt tells the operator why, without a password in it.
+                c.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(PoolError::Unreachable {
+                    timeout,
+                    reason: self.diagnose().await,
+                })
+            }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(timed_out()),
             Ok(Err(sqlx::Error::PoolClosed)) => Err(PoolError::Closed),
             Ok(Err(e)) => Err(PoolError::Database(e)),
+        }
+    }
+
+    /// Why a new connection cannot be opened, from one short direct attempt.
+    async fn diagnose(&self) -> String {
+        let opts = self.pool.connect_options();
+        match tokio::time::timeout(Duration::from_millis(250), sqlx::ConnectOptions::connect(&*opts)).await {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                "the server accepts connections again".to_owned()
+            }
+            Err(_) => "the server did not answer".to_owned(),
         }
     }
 
@@ -605,16 +637,24 @@ impl Pool {
     /// Takes a connection, waiting at most `DB_CONN_ACQUIRE_TIMEOUT`; the wait is counted.
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] when none became free, [`PoolError::Database`] when a new connection failed,
-    /// [`PoolError::Closed`] during shutdown.
+    /// [`PoolError::Timeout`] when none became free, [`PoolError::Unreachable`] or [`PoolError::Database`]
+    /// when a new connection failed, [`PoolError::Closed`] during shutdown.
     pub async fn acquire(&self) -> Result<PooledConn, PoolError> {
+        self.acquire_within(self.shared.cfg.acquire_timeout).await
+    }
+
+    /// Like [`Pool::acquire`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Pool::acquire`].
+    pub async fn acquire_within(&self, timeout: Duration) -> Result<PooledConn, PoolError> {
         let (inner, acquired_at, permit) = match &self.backend {
             Backend::Postgres(t) => t
-                .acquire()
+                .acquire(timeout)
                 .await
                 .map(|(c, at, p)| (ConnInner::Postgres(c), at, p))?,
             Backend::Sqlite(t) => t
-                .acquire()
+                .acquire(timeout)
                 .await
                 .map(|(c, at, p)| (ConnInner::Sqlite(c), at, p))?,
         };
@@ -632,16 +672,14 @@ impl Pool {
     /// [`PoolError::Timeout`] when `timeout` ran out, or the error from acquiring or pinging.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, PoolError> {
         let started = Instant::now();
-        let attempt = async {
-            let mut conn = self.acquire().await?;
-            conn.ping().await
-        };
-        match tokio::time::timeout(timeout, attempt).await {
+        let mut conn = self.acquire_within(timeout).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, conn.ping()).await {
             Ok(Ok(())) => Ok(started.elapsed()),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(PoolError::Timeout {
+            Err(_) => Err(PoolError::Unreachable {
                 timeout,
-                max_open: self.shared.cfg.max_open,
+                reason: "the server did not answer a ping".to_owned(),
             }),
         }
     }

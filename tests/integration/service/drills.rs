@@ -188,7 +188,8 @@ async fn a_database_down_at_start_is_connected_and_migrated_when_it_returns() {
     let mut cfg = via(pg_config(db.url()), &proxy);
     cfg.auto_migrate = true;
     cfg.migrate_path = dir.clone();
-    let svc = service::start(app(cfg), Arc::new(service::Runner::new(&dir)))
+    let runner = Arc::new(service::Runner::new(cfg.clone()));
+    let svc = service::start(app(cfg), runner)
         .await
         .expect("starts without a database");
     let addr = svc.addr();
@@ -204,6 +205,7 @@ async fn a_database_down_at_start_is_connected_and_migrated_when_it_returns() {
     let detailed = get(addr, "/health/detailed").await.json();
     assert_eq!(detailed["migrations"]["latest_applied_version"], 1, "{detailed}");
     assert_eq!(detailed["migrations"]["pending"], 0, "{detailed}");
+    assert_ne!(detailed["migrations"]["drift"], "unknown", "{detailed}");
 
     let conn = db.connect().await;
     conn.execute_unprepared("SELECT id FROM widgets")
@@ -211,4 +213,27 @@ async fn a_database_down_at_start_is_connected_and_migrated_when_it_returns() {
         .expect("auto-migrate created the table");
     svc.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_such_not_as_an_exhausted_pool() {
+    let db = PgTestDb::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut cfg = pg_config(db.url());
+    if let migration::config::DbTarget::Postgres(t) = &mut cfg.target {
+        t.port = closed.port();
+    }
+    cfg.pool.acquire_timeout = Duration::from_millis(500);
+    let pool = service::Pool::new(&cfg).expect("pool");
+    let err = pool.acquire().await.expect_err("nothing listens there");
+    assert!(matches!(err, PoolError::Unreachable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("cannot reach the database within 500ms"), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("in use"), "{text}");
+    assert_eq!(pool.counters().timeouts(), 1);
+    pool.close().await;
 }

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use collex_tests::{PgTestDb, admin_url};
@@ -28,68 +29,98 @@ fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// Reads stdout until the service says where it listens.
-fn listening_addr(child: &mut Child) -> std::net::SocketAddr {
-    let mut out = child.stdout.take().expect("stdout piped");
-    let started = Instant::now();
-    let mut text = String::new();
-    let mut buf = [0u8; 256];
-    while !text.contains('\n') {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no listening line: {text:?}"
-        );
-        let n = out.read(&mut buf).expect("read stdout");
-        assert!(n > 0, "service exited before listening: {text:?}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    child.stdout = Some(out);
-    let line = text.lines().next().unwrap_or_default();
-    assert!(
-        line.starts_with("collex service listening on http://"),
-        "{line:?}"
-    );
-    line.rsplit("http://")
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("address in the listening line")
+/// A running binary whose stdout and stderr are drained by threads (a full pipe would block the service).
+struct Proc {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Sends SIGTERM and collects the exit status, stdout and stderr.
-fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
+fn spawn(mut cmd: Command) -> Proc {
+    let mut child = cmd.spawn().expect("start service");
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout piped"));
+    let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr piped"));
+    for mut pipe in [stdout, stderr] {
+        let output = output.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut o) = output.lock() {
+                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }));
+    }
+    Proc {
+        child,
+        output,
+        readers,
+    }
+}
+
+impl Proc {
+    fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the service says where it listens.
+    fn listening_addr(&self) -> std::net::SocketAddr {
+        let started = Instant::now();
+        loop {
+            let text = self.output();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("collex service listening on http://"))
+            {
+                return line
+                    .rsplit("http://")
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("address in the listening line");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no listening line: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "service did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut output = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut output);
     }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut output);
+
+    /// Sends SIGTERM and collects the exit status and everything printed.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "service did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (exit, self.output())
     }
-    (exit, output)
 }
 
 #[tokio::test]
 async fn with_nothing_set_up_it_serves_sqlite_in_collex_db_and_stops_on_sigterm() {
     let dir = temp_dir();
-    let mut child = command(&dir, &[("SERVER_ADDR", "127.0.0.1:0")])
-        .spawn()
-        .expect("start service");
-    let addr = listening_addr(&mut child);
+    let svc = spawn(command(&dir, &[("SERVER_ADDR", "127.0.0.1:0")]));
+    let addr = svc.listening_addr();
     wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
     let db = get(addr, "/health/database").await.json();
     assert_eq!(db["database"]["engine"], "sqlite");
@@ -97,7 +128,7 @@ async fn with_nothing_set_up_it_serves_sqlite_in_collex_db_and_stops_on_sigterm(
         dir.join("collex.db").exists(),
         "the embedded default is ./collex.db"
     );
-    let (exit, output) = terminate(child);
+    let (exit, output) = svc.terminate();
     assert!(exit.success(), "exit {exit:?}: {output}");
     assert!(
         output.contains("embedded default"),
@@ -152,8 +183,8 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let mut everything = String::new();
 
     // Logs at trace level (sqlx and SeaORM included), every endpoint and the metrics.
-    let mut child = command(&dir, &env).spawn().expect("start service");
-    let addr = listening_addr(&mut child);
+    let svc = spawn(command(&dir, &env));
+    let addr = svc.listening_addr();
     wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
     for path in [
         "/live",
@@ -166,7 +197,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     ] {
         everything.push_str(&get(addr, path).await.body);
     }
-    let (_, output) = terminate(child);
+    let (_, output) = svc.terminate();
     assert!(
         output.contains(&format!("postgres://{user}@{host}:{port}/{}", test_db.name())),
         "{output}"
@@ -181,11 +212,11 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let closed_port = closed.port().to_string();
     let mut env_down = env;
     env_down[1] = ("DB_PORT", closed_port.as_str());
-    let mut child = command(&dir, &env_down).spawn().expect("start service");
-    let addr = listening_addr(&mut child);
+    let svc = spawn(command(&dir, &env_down));
+    let addr = svc.listening_addr();
     everything.push_str(&get(addr, "/ready").await.body);
     everything.push_str(&get(addr, "/health/detailed").await.body);
-    let (_, output) = terminate(child);
+    let (_, output) = svc.terminate();
     everything.push_str(&output);
 
     // Configuration errors with the password in a URL.
