@@ -76,13 +76,16 @@ pub async fn auto_migrate_with(
     let expected = generate::schema(entities, dialect)?;
     let lock_timeout = options.lock_timeout;
     let mut report = AutoReport::default();
-    if dir.exists() {
-        let set = MigrationSet::load_for(dir, crate::rust_migrations(), db.get_database_backend())?;
-        report.migrations = Migrator::new(set).with_options(options).up(db, None).await?;
-    }
+    let set = MigrationSet::load_for(dir, crate::rust_migrations(), db.get_database_backend())?;
+    report.migrations = Migrator::new(set).with_options(options).up(db, None).await?;
 
     let lock = match Pool::from_connection(db)? {
-        Pool::Postgres(pg) => Some(PgLock::acquire(&pg, lock_timeout, |_| {}).await?.0),
+        Pool::Postgres(pg) => {
+            let on_wait = |w: &crate::lock::Waiting| {
+                tracing::info!(holder = ?w.holder, "auto-migrate waits for the migration lock");
+            };
+            Some(PgLock::acquire(&pg, lock_timeout, on_wait).await?.0)
+        }
         Pool::Sqlite(_) => None,
     };
     let result = apply_entity_changes(db, dir, &expected, dialect, &mut report).await;

@@ -6,3 +6,4 @@ mod fresh;
 mod from_entities;
 mod lookups;
 mod support;
+mod variants;

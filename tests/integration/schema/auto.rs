@@ -148,3 +148,35 @@ async fn auto_migrate_on_an_empty_sqlite_database_leaves_it_matching_the_entitie
         .expect("drift");
     assert!(drift.is_empty(), "{:#?}", drift.lines());
 }
+
+#[tokio::test]
+async fn a_migration_generated_after_auto_migrate_applies_cleanly_to_that_database() {
+    let test_db = collex_tests::PgTestDb::new().await;
+    let db = test_db.connect().await;
+    let dir = TempDir::with_repo_migrations();
+    auto_migrate_with(&db, dir.path(), &with_gadgets(), Options::default())
+        .await
+        .expect("auto-migrate creates gadgets");
+
+    let generated = migration::schema::from_entities::create_from_entities(
+        dir.path(),
+        "add gadgets",
+        &with_gadgets(),
+        Some(&db),
+    )
+    .await
+    .expect("generate")
+    .expect("the committed migrations lack gadgets");
+    assert_eq!(generated.version, 4);
+    let set = migration::MigrationSet::load_for(dir.path(), Vec::new(), db.get_database_backend())
+        .expect("valid files");
+    let report = migration::Migrator::new(set)
+        .up(&db, None)
+        .await
+        .expect("the generated CREATE ... IF NOT EXISTS applies over what auto-migrate made");
+    assert_eq!(report.steps.len(), 1);
+    let drift = migration::drift_of(&db, dir.path(), &with_gadgets())
+        .await
+        .expect("drift");
+    assert!(drift.is_empty(), "{:#?}", drift.lines());
+}

@@ -77,6 +77,14 @@ async fn a_new_field_and_index_become_an_alter_with_its_rollback(db: &DatabaseCo
         "{rollback}"
     );
     assert!(rollback.contains("ALTER TABLE widgets DROP COLUMN"), "{rollback}");
+    if pg.is_none() {
+        // Without PostgreSQL at hand, the PostgreSQL variant restates the changes found on SQLite.
+        let pg_forward = dir.read("002_add_widget_color.postgres.sql");
+        assert!(
+            pg_forward.contains("ALTER TABLE widgets ADD COLUMN IF NOT EXISTS color varchar(20);"),
+            "{pg_forward}"
+        );
+    }
     assert!(
         rollback.find("DROP INDEX") < rollback.find("DROP COLUMN"),
         "the index goes before its column:\n{rollback}"
