@@ -207,8 +207,9 @@ fn write_contract(dir: &Path, sets: &[(&str, &[Fixture])]) -> PathBuf {
     project
 }
 
-/// Rows of every entity, written through the entity API and read back from PostgreSQL: each optional
-/// column appears both set and `null`, rows are updated and soft-deleted, JSON columns hold nested values.
+/// Rows of every entity, written through the entity API into a migrated PostgreSQL database and read back:
+/// each optional column appears both set and `null`, rows are updated and soft-deleted, JSON columns hold
+/// nested values.
 async fn entity_fixtures(db: &DatabaseConnection) -> Vec<Fixture> {
     let actor = Uuid::now_v7();
     let sys = Ctx::new().actor(actor);
@@ -561,7 +562,9 @@ async fn health_fixtures(db: &PgTestDb) -> Vec<Fixture> {
 
 #[tokio::test]
 async fn json_of_real_rows_and_health_bodies_has_the_shape_of_the_bindings() {
-    let (_rows_db, db) = collex_tests::pg_with_entities().await;
+    // The schema the migrations build (triggers included), not the entities' own CREATE TABLE.
+    let rows_db = PgTestDb::migrated().await;
+    let db = rows_db.connect().await;
     let mut fixtures = entity_fixtures(&db).await;
     let health_db = PgTestDb::new().await;
     fixtures.extend(health_fixtures(&health_db).await);
