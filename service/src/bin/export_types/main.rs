@@ -2,7 +2,8 @@
 //! returns into `bindings/` (the job tygo did in the Go original). `make types` runs it.
 //!
 //! It owns the list of exported types, the banner, and the ts-rs settings; the types themselves own their
-//! shape (`#[derive(TS)]` next to `#[derive(Serialize)]`, so serde's renames apply to both). Files are
+//! shape (`#[derive(TS)]` next to `#[derive(Serialize)]`, so serde's renames apply to both), except the
+//! health envelopes, which `service::health` builds with `json!` and [`bodies`] declares. Files are
 //! rendered in memory, sorted, and only then written, so the same code always gives the same bytes.
 //!
 //! ```text
@@ -33,8 +34,8 @@ const STALE: &str = "bindings/ is out of date with the Rust types: run `make typ
 /// The settings every run uses, whatever the environment says (`TS_RS_*` variables are ignored on purpose,
 /// or the bytes would depend on the shell).
 ///
-/// 64-bit integers become `number`: the values the service returns (pool sizes, counters, durations in
-/// milliseconds) stay far below 2^53, and JSON has no bigint, so `bigint` would promise a type
+/// 64-bit integers become `number`: the values the service returns in them (pool counters, byte counts of
+/// memory and disk, migration versions) stay far below 2^53, and JSON has no bigint, so `bigint` would promise a type
 /// `JSON.parse` never produces. Imports end in `.js`, which every TypeScript module resolution maps to the
 /// `.ts` file, so the package works under `NodeNext` as well as bundlers.
 fn config() -> Config {
