@@ -117,13 +117,12 @@ async fn apply_entity_changes(
             continue;
         }
         if let Change::AddColumn { table, column, .. } = &c
-            && !column.nullable
-            && column.default.is_none()
-            && has_rows(db, table).await?
+            && diff::needs_default(column)
+            && (dialect == Dialect::Sqlite || has_rows(db, table).await?)
         {
             let w = format!(
-                "auto-migrate cannot add NOT NULL column {table}.{} without a default: the table has rows; \
-                 write a migration that fills it",
+                "auto-migrate cannot add NOT NULL column {table}.{} without a default (the table has rows, \
+                 or the database is SQLite): give the field a default_value, or write a migration that fills it",
                 column.name
             );
             tracing::warn!("{w}");

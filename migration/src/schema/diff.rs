@@ -371,6 +371,13 @@ impl Change {
                 }
                 out
             }
+            Self::AddColumn { table, column, .. } if dialect == Dialect::Sqlite && needs_default(column) => {
+                vec![format!(
+                    "-- SQLite cannot add NOT NULL column {table}.{} without a default; give the field a \
+                     default_value, or rebuild the table by hand",
+                    column.name
+                )]
+            }
             Self::AddColumn {
                 table,
                 column,
@@ -405,6 +412,9 @@ impl Change {
     pub fn rollback(&self, dialect: Dialect) -> Vec<String> {
         match self {
             Self::CreateTable { table } => vec![ddl::drop_table(&table.name)],
+            Self::AddColumn { column, .. } if dialect == Dialect::Sqlite && needs_default(column) => {
+                Vec::new()
+            }
             Self::AddColumn { table, column, .. } => vec![ddl::drop_column(table, &column.name, dialect)],
             Self::AlterColumn { table, from, to } => match dialect {
                 Dialect::Postgres => ddl::alter_column_pg(table, to, from),
@@ -423,6 +433,11 @@ impl Change {
             Self::ReplaceIndex { from, to } => vec![ddl::drop_index(&to.name), ddl::create_index(from)],
         }
     }
+}
+
+/// A `NOT NULL` column without a default: rows that exist cannot get a value (SQLite refuses it always).
+pub fn needs_default(c: &Column) -> bool {
+    !c.nullable && c.default.is_none()
 }
 
 fn fk_clause(fk: &ForeignKey) -> String {

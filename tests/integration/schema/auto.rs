@@ -180,3 +180,49 @@ async fn a_migration_generated_after_auto_migrate_applies_cleanly_to_that_databa
         .expect("drift");
     assert!(drift.is_empty(), "{:#?}", drift.lines());
 }
+
+async fn a_required_column_is_not_forced_onto_existing_rows(db: &sea_orm::DatabaseConnection) {
+    use super::support::test_entities::{widgets_v1, widgets_v3};
+    let dir = TempDir::new();
+    let v1 = vec![EntityMeta::of::<widgets_v1::Entity>()];
+    let v3 = vec![EntityMeta::of::<widgets_v3::Entity>()];
+    auto_migrate_with(db, dir.path(), &v1, Options::default())
+        .await
+        .expect("create widgets");
+    db.execute_unprepared(
+        "INSERT INTO widgets (id, code) VALUES ('00000000-0000-0000-0000-000000000001', 'w1')",
+    )
+    .await
+    .expect("a row");
+    let report = auto_migrate_with(db, dir.path(), &v3, Options::default())
+        .await
+        .expect("start-up is not blocked");
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("NOT NULL column widgets.size")),
+        "{:?}",
+        report.warnings
+    );
+    let drift = migration::drift_of(db, dir.path(), &v3).await.expect("drift");
+    assert_eq!(
+        drift.missing_columns.len(),
+        1,
+        "the column is still reported as missing"
+    );
+}
+
+#[tokio::test]
+async fn a_required_column_is_not_forced_onto_existing_rows_on_postgres() {
+    let test_db = collex_tests::PgTestDb::new().await;
+    let db = test_db.connect().await;
+    a_required_column_is_not_forced_onto_existing_rows(&db).await;
+}
+
+#[tokio::test]
+async fn a_required_column_is_not_forced_onto_existing_rows_on_sqlite() {
+    let db = super::support::sqlite().await;
+    a_required_column_is_not_forced_onto_existing_rows(&db).await;
+}

@@ -181,6 +181,27 @@ pub mod test_entities {
         pub enum Relation {}
     }
 
+    /// `widgets` with a NOT NULL field that has no default.
+    pub mod widgets_v3 {
+        use sea_orm::entity::prelude::*;
+
+        /// A widget.
+        #[entity::behaviour(BaseModel, SoftDeletable)]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "widgets")]
+        pub struct Model {
+            /// Unique among live widgets.
+            #[sea_orm(column_type = "String(StringLen::N(40))", unique)]
+            pub code: String,
+            /// Required, no default: existing rows cannot get a value.
+            pub size: i32,
+        }
+
+        /// No relations.
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    }
+
     /// A new business-scoped entity that only auto-migrate creates.
     pub mod gadgets {
         use sea_orm::entity::prelude::*;
