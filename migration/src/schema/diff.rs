@@ -555,6 +555,64 @@ mod tests {
     }
 
     #[test]
+    fn changed_columns_and_indexes_are_written_with_their_undoing() {
+        let expected = generate::schema(&entity::registry::all(), Dialect::Postgres).expect("generates");
+        let mut actual = expected.clone();
+        let users = actual
+            .tables
+            .iter_mut()
+            .find(|t| t.name == "users")
+            .expect("users");
+        let phone = users
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "phone_number")
+            .expect("phone");
+        phone.sql_type = "varchar(30)".into();
+        let idx = users
+            .indexes
+            .iter_mut()
+            .find(|i| i.name == "idx_users_phone_status")
+            .expect("index");
+        idx.predicate = None;
+        let changes = changes(&expected, &actual, &Known::default(), Dialect::Postgres);
+        let forward: Vec<String> = changes
+            .iter()
+            .flat_map(|c| c.forward(Dialect::Postgres))
+            .collect();
+        let rollback: Vec<String> = changes
+            .iter()
+            .rev()
+            .flat_map(|c| c.rollback(Dialect::Postgres))
+            .collect();
+        assert_eq!(
+            forward,
+            [
+                "ALTER TABLE users ALTER COLUMN phone_number TYPE varchar(20) USING phone_number::varchar(20);",
+                "DROP INDEX IF EXISTS idx_users_phone_status;",
+                "CREATE INDEX IF NOT EXISTS idx_users_phone_status ON users (phone_number, status) WHERE deleted_at IS NULL;",
+            ]
+        );
+        assert_eq!(
+            rollback,
+            [
+                "DROP INDEX IF EXISTS idx_users_phone_status;",
+                "CREATE INDEX IF NOT EXISTS idx_users_phone_status ON users (phone_number, status);",
+                "ALTER TABLE users ALTER COLUMN phone_number TYPE varchar(30) USING phone_number::varchar(30);",
+            ]
+        );
+        assert!(
+            changes.iter().all(|c| !c.is_additive()),
+            "auto-migrate applies none of these"
+        );
+        let lite: Vec<String> = changes.iter().flat_map(|c| c.forward(Dialect::Sqlite)).collect();
+        assert!(
+            lite[0].starts_with("-- SQLite cannot alter column users.phone_number"),
+            "{lite:?}"
+        );
+    }
+
+    #[test]
     fn a_matching_schema_has_no_drift_and_a_changed_predicate_is_reported() {
         let expected = generate::schema(&entity::registry::all(), Dialect::Sqlite).expect("generates");
         let mut actual = expected.clone();

@@ -206,6 +206,9 @@ async fn status_reports_drift_in_text_and_json_and_check_fails_until_it_is_gone(
     db.execute_unprepared(
         "ALTER TABLE users DROP COLUMN display_name;
          ALTER TABLE users ALTER COLUMN status SET DEFAULT 'new';
+         ALTER TABLE users ALTER COLUMN email SET NOT NULL;
+         ALTER TABLE users ALTER COLUMN phone_number TYPE varchar(30);
+         ALTER TABLE users DROP CONSTRAINT fk_users_business_id;
          DROP INDEX idx_users_email_status;
          CREATE INDEX idx_users_email_status ON users (email, status) WHERE deleted_at IS NULL;
          CREATE INDEX idx_users_stray ON users (created_at);
@@ -221,6 +224,9 @@ async fn status_reports_drift_in_text_and_json_and_check_fails_until_it_is_gone(
     for needle in [
         "missing column users.display_name",
         "column users.status default",
+        "column users.email nullable: expected NULL, found NOT NULL",
+        "column users.phone_number type: expected varchar(20), found varchar(30)",
+        "missing foreign key users (business_id) -> businesses (id) ON DELETE CASCADE",
         "index idx_users_email_status differs",
         "extra index idx_users_stray",
         "extra table stray",
@@ -247,5 +253,11 @@ async fn status_reports_drift_in_text_and_json_and_check_fails_until_it_is_gone(
         "deleted_at IS NULL AND email IS NOT NULL"
     );
     assert_eq!(drift["extra_tables"], serde_json::json!(["stray"]));
-    assert_eq!(drift["column_differences"][0]["aspect"], "default");
+    let aspects: Vec<&str> = drift["column_differences"]
+        .as_array()
+        .expect("column differences")
+        .iter()
+        .filter_map(|d| d["aspect"].as_str())
+        .collect();
+    assert_eq!(aspects, ["type", "nullable", "default"]);
 }
