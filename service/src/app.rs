@@ -169,7 +169,17 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         addr: config.server_addr,
         source,
     })?;
-    tracing::info!(database = %config.db, "using database");
+    let p = &config.db.pool;
+    tracing::info!(
+        database = %config.db,
+        max_open = p.max_open,
+        max_idle = p.max_idle,
+        max_lifetime = ?p.max_lifetime,
+        max_idle_time = ?p.max_idle_time,
+        acquire_timeout = ?p.acquire_timeout,
+        auto_migrate = config.db.auto_migrate,
+        "using database"
+    );
     let state = AppState {
         pool: pool.clone(),
         config: Arc::new(config),

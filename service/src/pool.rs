@@ -33,6 +33,8 @@
 //!   other reason. Closures on the acquire and release paths use sqlx's own timestamps and are exact.
 //! - The idle cap can be exceeded by one for the length of a release when the slot count drifts the same
 //!   way; it is reconciled with sqlx's idle count on every cleaner run.
+//! - `open_connections` comes from sqlx's size, which counts a connection from the moment it starts opening
+//!   (Go's `numOpen` does the same); while the server is unreachable it shows the attempt in progress.
 //! - `create_time` is measured from the start of the [`Pool::acquire`] that opened the connection, so it
 //!   includes any wait for a free slot before the connection was opened.
 
