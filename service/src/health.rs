@@ -11,10 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::app::{AppState, Boot, READY_TIMEOUT};
-use crate::system;
+use crate::migrations::MigrationState;
+use crate::pool::{Engine, PoolStats};
+use crate::system::{self, DiskCheck, MemoryCheck, Verdict};
 
 /// The version reported by the health endpoints.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,7 +36,7 @@ pub fn uptime(d: Duration) -> String {
     }
 }
 
-fn reply(healthy: bool, body: Value) -> Response {
+fn reply(healthy: bool, body: impl Serialize) -> Response {
     let code = if healthy {
         StatusCode::OK
     } else {
@@ -45,6 +47,91 @@ fn reply(healthy: bool, body: Value) -> Response {
 
 fn word(ok: bool) -> &'static str {
     if ok { "healthy" } else { "unhealthy" }
+}
+
+// Bodies are structs rather than `json!` maps so the fields keep the spec's order (serde_json's map sorts).
+
+/// `/live`.
+#[derive(Debug, Serialize)]
+struct LiveBody {
+    status: &'static str,
+    timestamp: String,
+    uptime: String,
+}
+
+/// `/ready`.
+#[derive(Debug, Serialize)]
+struct ReadyBody {
+    status: &'static str,
+    timestamp: String,
+    checks: ReadyChecks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadyChecks {
+    database: &'static str,
+    migrations: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Services {
+    database: &'static str,
+    memory: Verdict,
+    disk: Verdict,
+}
+
+/// `/health`.
+#[derive(Debug, Serialize)]
+struct HealthBody {
+    status: &'static str,
+    timestamp: String,
+    uptime: String,
+    version: &'static str,
+    services: Services,
+}
+
+/// The database part of `/health/database` and `/health/detailed`.
+#[derive(Debug, Serialize)]
+struct DbBody {
+    connectivity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool_stats: Option<PoolStats>,
+    engine: Engine,
+    target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `/health/database`.
+#[derive(Debug, Serialize)]
+struct DatabaseBody {
+    status: &'static str,
+    timestamp: String,
+    database: DbBody,
+}
+
+#[derive(Debug, Serialize)]
+struct DetailedChecks {
+    database: DbBody,
+    memory: MemoryCheck,
+    disk: DiskCheck,
+}
+
+/// `/health/detailed`.
+#[derive(Debug, Serialize)]
+struct DetailedBody {
+    status: &'static str,
+    timestamp: String,
+    uptime: String,
+    version: &'static str,
+    services: Services,
+    checks: DetailedChecks,
+    pool_stats: PoolStats,
+    migrations: MigrationState,
 }
 
 struct DbCheck {
@@ -68,31 +155,35 @@ async fn check_db(state: &AppState, timeout: Duration) -> DbCheck {
     }
 }
 
-fn db_json(state: &AppState, c: &DbCheck) -> Value {
-    let mut v = json!({
-        "connectivity": word(c.ok),
-        "engine": state.pool.engine(),
-        "target": state.config.db.target.to_string(),
-    });
-    if let Some(l) = c.latency {
-        v["latency_ms"] = json!((l.as_secs_f64() * 1e5).round() / 100.0);
+fn db_body(state: &AppState, c: DbCheck, pool_stats: Option<PoolStats>) -> DbBody {
+    DbBody {
+        connectivity: word(c.ok),
+        pool_stats,
+        engine: state.pool.engine(),
+        target: state.config.db.target.to_string(),
+        latency_ms: c.latency.map(|l| (l.as_secs_f64() * 1e5).round() / 100.0),
+        error: c.error,
     }
-    if let Some(e) = &c.error {
-        v["error"] = json!(e);
-    }
-    v
 }
 
 /// Any other path.
 pub async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not found"})),
+    )
+        .into_response()
 }
 
 /// `GET /live`: the process answers; no database I/O.
 pub async fn live(State(state): State<AppState>) -> Response {
     reply(
         true,
-        json!({"status": "alive", "timestamp": now(), "uptime": uptime(state.started.elapsed())}),
+        LiveBody {
+            status: "alive",
+            timestamp: now(),
+            uptime: uptime(state.started.elapsed()),
+        },
     )
 }
 
@@ -107,15 +198,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         (Boot::Connecting, _) => "not started",
     };
     let ok = db.ok && boot == Boot::Done;
-    let mut body = json!({
-        "status": if ok { "ready" } else { "not ready" },
-        "timestamp": now(),
-        "checks": {"database": word(db.ok), "migrations": migrations},
-    });
-    if let Some(e) = db.error.or_else(|| state.boot_error()) {
-        body["error"] = json!(e);
-    }
-    reply(ok, body)
+    reply(
+        ok,
+        ReadyBody {
+            status: if ok { "ready" } else { "not ready" },
+            timestamp: now(),
+            checks: ReadyChecks {
+                database: word(db.ok),
+                migrations,
+            },
+            error: db.error.or_else(|| state.boot_error()),
+        },
+    )
 }
 
 /// `GET /health`: the spec's basic response.
@@ -126,13 +220,17 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let ok = db.ok && !memory.is_bad() && !disk.is_bad();
     reply(
         ok,
-        json!({
-            "status": word(ok),
-            "timestamp": now(),
-            "uptime": uptime(state.started.elapsed()),
-            "version": VERSION,
-            "services": {"database": word(db.ok), "memory": memory, "disk": disk},
-        }),
+        HealthBody {
+            status: word(ok),
+            timestamp: now(),
+            uptime: uptime(state.started.elapsed()),
+            version: VERSION,
+            services: Services {
+                database: word(db.ok),
+                memory,
+                disk,
+            },
+        },
     )
 }
 
@@ -143,29 +241,42 @@ pub async fn detailed(State(state): State<AppState>) -> Response {
     let disk = system::disk_check(&state.data_dir());
     let migrations = state.migration_state().await;
     let ok = db.ok && !memory.status.is_bad() && !disk.status.is_bad();
+    let services = Services {
+        database: word(db.ok),
+        memory: memory.status,
+        disk: disk.status,
+    };
     reply(
         ok,
-        json!({
-            "status": word(ok),
-            "timestamp": now(),
-            "uptime": uptime(state.started.elapsed()),
-            "version": VERSION,
-            "services": {"database": word(db.ok), "memory": memory.status, "disk": disk.status},
-            "checks": {"database": db_json(&state, &db), "memory": memory, "disk": disk},
-            "pool_stats": state.pool.stats(),
-            "migrations": migrations,
-        }),
+        DetailedBody {
+            status: word(ok),
+            timestamp: now(),
+            uptime: uptime(state.started.elapsed()),
+            version: VERSION,
+            services,
+            checks: DetailedChecks {
+                database: db_body(&state, db, None),
+                memory,
+                disk,
+            },
+            pool_stats: state.pool.stats(),
+            migrations,
+        },
     )
 }
 
 /// `GET /health/database`: connectivity and the Go-style pool statistics.
 pub async fn database(State(state): State<AppState>) -> Response {
     let db = check_db(&state, state.config.db.pool.acquire_timeout).await;
-    let mut database = db_json(&state, &db);
-    database["pool_stats"] = json!(state.pool.stats());
+    let ok = db.ok;
+    let stats = state.pool.stats();
     reply(
-        db.ok,
-        json!({"status": word(db.ok), "timestamp": now(), "database": database}),
+        ok,
+        DatabaseBody {
+            status: word(ok),
+            timestamp: now(),
+            database: db_body(&state, db, Some(stats)),
+        },
     )
 }
 
