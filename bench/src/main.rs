@@ -59,11 +59,14 @@ pub struct RunArgs {
     )]
     only: Vec<String>,
     /// Seconds per measured window (reads, updates, HTTP load).
-    #[arg(long, env = "BENCH_SECONDS", default_value_t = 3)]
+    #[arg(long, env = "BENCH_SECONDS", default_value_t = 2)]
     seconds: u64,
     /// Rounds of the read benchmark; the paths alternate within each round.
-    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 2)]
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 3)]
     rounds: u32,
+    /// Read cases as TASKS:POOL (the last one, 32 tasks on 8 connections, is the 32-task investigation).
+    #[arg(long, default_value = "1:1,8:8,32:32,32:8", value_delimiter = ',')]
+    read_cases: Vec<String>,
     /// Number of generated migrations.
     #[arg(long, env = "BENCH_MIGRATIONS", default_value_t = 500)]
     migrations: u32,

@@ -120,6 +120,31 @@ async fn read_once(
     })
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat`, in seconds.
+fn process_cpu_s() -> f64 {
+    // Fields 14 and 15 (utime, stime) in clock ticks; Linux's USER_HZ is 100 on every common build.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // After the `)`, field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One measured window: reads per second and the client's CPU microseconds per read.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rate: f64,
+    cpu_us: f64,
+}
+
 /// Reads per second of `path` with `tasks` concurrent tasks over `db`'s pool, during `window`.
 async fn measure(
     path: ReadPath,
@@ -128,7 +153,7 @@ async fn measure(
     sql: &'static str,
     ids: &Arc<Vec<(Uuid, Uuid)>>,
     window: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Sample> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::with_capacity(tasks);
@@ -152,14 +177,18 @@ async fn measure(
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (start_count, start) = (done.load(Ordering::Relaxed), Instant::now());
+    let (start_count, start, cpu0) = (done.load(Ordering::Relaxed), Instant::now(), process_cpu_s());
     tokio::time::sleep(window).await;
-    let (end_count, elapsed) = (done.load(Ordering::Relaxed), start.elapsed());
+    let (end_count, elapsed, cpu1) = (done.load(Ordering::Relaxed), start.elapsed(), process_cpu_s());
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.await.context("read task panicked")??;
     }
-    Ok((end_count - start_count) as f64 / elapsed.as_secs_f64())
+    let n = (end_count - start_count) as f64;
+    Ok(Sample {
+        rate: n / elapsed.as_secs_f64(),
+        cpu_us: (cpu1 - cpu0) * 1e6 / n.max(1.0),
+    })
 }
 
 /// Runs the read benchmark and adds its figures.
@@ -184,20 +213,33 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
     let script = pgbench_script(sql)?;
 
     // (tasks, pool size): pool = tasks like pgbench's clients; the last case is the 32-task investigation.
-    let cases: [(usize, u32); 4] = [(1, 1), (8, 8), (32, 32), (32, 8)];
+    let mut cases = Vec::new();
+    for case in &args.read_cases {
+        let parsed = case
+            .split_once(':')
+            .and_then(|(t, p)| Some((t.trim().parse::<usize>().ok()?, p.trim().parse::<u32>().ok()?)))
+            .filter(|(t, p)| *t > 0 && *p > 0);
+        match parsed {
+            Some(c) => cases.push(c),
+            None => bail!("--read-cases: expected TASKS:POOL with positive integers, got {case:?}"),
+        }
+    }
     for (tasks, pool_size) in cases {
         eprintln!("collex-bench: reads, {tasks} tasks, pool {pool_size}");
         let db = db::connect(&data.url, pool_size).await?;
         let mut samples: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
         for round in 0..args.rounds as usize {
             for k in 0..ReadPath::ALL.len() {
                 let i = (k + round) % ReadPath::ALL.len();
-                let rate = measure(ReadPath::ALL[i], tasks, &db, sql, &ids, args.window()).await?;
-                samples[i].push(rate);
+                let s = measure(ReadPath::ALL[i], tasks, &db, sql, &ids, args.window()).await?;
+                samples[i].push(s.rate);
+                cpu[i].push(s.cpu_us);
             }
         }
         db.close().await.ok();
         let [repo, raw, plain] = samples.map(tools::median);
+        let [repo_cpu, raw_cpu, plain_cpu] = cpu.map(tools::median);
         let label = if tasks as u32 == pool_size {
             format!("{tasks} tasks")
         } else {
@@ -227,6 +269,24 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
                 "reads/s",
             )
             .against("raw sqlx, same SQL and pool", Some(raw)),
+        );
+        report.add(
+            Figure::new(
+                "reads",
+                format!("client CPU per read, entity repo, {label}"),
+                repo_cpu,
+                "us",
+            )
+            .against("raw sqlx", Some(raw_cpu)),
+        );
+        report.add(
+            Figure::new(
+                "reads",
+                format!("client CPU per read, plain SeaORM, {label}"),
+                plain_cpu,
+                "us",
+            )
+            .against("raw sqlx", Some(raw_cpu)),
         );
         if tasks as u32 != pool_size {
             continue;
