@@ -321,6 +321,7 @@ fn build_template() -> String {
                 .execute_unprepared(&format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#))
                 .await
                 .expect("rename the template database");
+            drop_stale_templates(&admin, &name).await;
         }
         let _ = admin
             .execute_unprepared(&format!("SELECT pg_advisory_unlock({KEY})"))
@@ -328,4 +329,29 @@ fn build_template() -> String {
         let _ = admin.close().await;
         name
     })
+}
+
+/// Drops templates built from earlier migrations contents, so they do not pile up across runs. Without
+/// `FORCE`: a template another process is cloning right now stays, and is dropped by a later run.
+async fn drop_stale_templates(admin: &DatabaseConnection, keep: &str) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'collex\\_tpl\\_%' AND datname NOT LIKE '%\\_building\\_%'"
+                .to_owned(),
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        if name != keep {
+            let _ = admin
+                .execute_unprepared(&format!(r#"DROP DATABASE IF EXISTS "{name}""#))
+                .await;
+        }
+    }
 }
