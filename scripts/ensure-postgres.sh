@@ -14,14 +14,21 @@ if answers || answers_psql; then
 fi
 
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+  started=no
   for ver in $(ls /etc/postgresql); do
+    if pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
+      echo "local cluster $ver/main is already running (but not answering at $shown)"
+      continue
+    fi
     echo "PostgreSQL not answering at $shown; starting local cluster $ver/main"
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start && started=yes
   done
-  for _ in $(seq 1 30); do
-    if answers || answers_psql; then echo "PostgreSQL answers at $shown"; exit 0; fi
-    sleep 1
-  done
+  if [ "$started" = yes ]; then
+    for _ in $(seq 1 30); do
+      if answers || answers_psql; then echo "PostgreSQL answers at $shown"; exit 0; fi
+      sleep 1
+    done
+  fi
 fi
 
 cat >&2 <<MSG
