@@ -14,7 +14,8 @@ use entity::repo::RepoExt;
 use entity::{Ctx, users};
 use sea_orm::sqlx::{self, PgPool, Row as _};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -32,10 +33,13 @@ enum ReadPath {
     Raw,
     /// `users::Entity::find_by_id(id)` plus `business_id = b AND deleted_at IS NULL` written by hand.
     Plain,
+    /// Investigation: the repo's SQL built once, run through SeaORM's `query_one_raw` and decoded by
+    /// `FromQueryResult`, i.e. SeaORM without sea-query building the statement on every call.
+    Prebuilt,
 }
 
 impl ReadPath {
-    const ALL: [ReadPath; 3] = [ReadPath::Repo, ReadPath::Raw, ReadPath::Plain];
+    const ALL: [ReadPath; 4] = [ReadPath::Repo, ReadPath::Raw, ReadPath::Plain, ReadPath::Prebuilt];
 }
 
 /// What raw sqlx decodes: every column of `users`, by name, as SeaORM's `FromQueryResult` does.
@@ -109,6 +113,17 @@ async fn read_once(
             .await?
             .map(|row| RawUser::decode(&row).map(std::hint::black_box))
             .transpose()?
+            .is_some(),
+        ReadPath::Prebuilt => db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [business.into(), id.into(), 1u64.into()],
+            ))
+            .await?
+            .map(|row| users::Model::from_query_result(&row, ""))
+            .transpose()?
+            .map(std::hint::black_box)
             .is_some(),
         ReadPath::Plain => users::Entity::find_by_id(id)
             .filter(users::Column::BusinessId.eq(business))
@@ -227,8 +242,8 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
     for (tasks, pool_size) in cases {
         eprintln!("collex-bench: reads, {tasks} tasks, pool {pool_size}");
         let db = db::connect(&data.url, pool_size).await?;
-        let mut samples: [Vec<f64>; 3] = Default::default();
-        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let mut samples: [Vec<f64>; 4] = Default::default();
+        let mut cpu: [Vec<f64>; 4] = Default::default();
         for round in 0..args.rounds as usize {
             for k in 0..ReadPath::ALL.len() {
                 let i = (k + round) % ReadPath::ALL.len();
@@ -238,8 +253,8 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
             }
         }
         db.close().await.ok();
-        let [repo, raw, plain] = samples.map(tools::median);
-        let [repo_cpu, raw_cpu, plain_cpu] = cpu.map(tools::median);
+        let [repo, raw, plain, prebuilt] = samples.map(tools::median);
+        let [repo_cpu, raw_cpu, plain_cpu, prebuilt_cpu] = cpu.map(tools::median);
         let label = if tasks as u32 == pool_size {
             format!("{tasks} tasks")
         } else {
@@ -273,6 +288,15 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
         report.add(
             Figure::new(
                 "reads",
+                format!("SeaORM, SQL built once (prototype), {label}"),
+                prebuilt,
+                "reads/s",
+            )
+            .against("raw sqlx, same SQL and pool", Some(raw)),
+        );
+        report.add(
+            Figure::new(
+                "reads",
                 format!("client CPU per read, entity repo, {label}"),
                 repo_cpu,
                 "us",
@@ -284,6 +308,15 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
                 "reads",
                 format!("client CPU per read, plain SeaORM, {label}"),
                 plain_cpu,
+                "us",
+            )
+            .against("raw sqlx", Some(raw_cpu)),
+        );
+        report.add(
+            Figure::new(
+                "reads",
+                format!("client CPU per read, SQL built once, {label}"),
+                prebuilt_cpu,
                 "us",
             )
             .against("raw sqlx", Some(raw_cpu)),
