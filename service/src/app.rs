@@ -78,7 +78,7 @@ impl AppState {
 
     /// The migration state, or unknown when the database does not answer within a second.
     pub async fn migration_state(&self) -> MigrationState {
-        match tokio::time::timeout(READY_TIMEOUT, self.migrations.state(self.pool.orm())).await {
+        match tokio::time::timeout(READY_TIMEOUT, self.migrations.state(self.pool.db())).await {
             Ok(s) => s,
             Err(_) => MigrationState::unknown("the database did not answer within 1s"),
         }
@@ -278,7 +278,7 @@ async fn bootstrap(state: AppState) {
             state.boot.store(Boot::Migrating as u8, Ordering::Release);
             state
                 .migrations
-                .apply_pending(state.pool.orm())
+                .apply_pending(state.pool.db())
                 .await
                 .map(Some)
                 .map_err(|e| format!("auto-migrate failed: {e}"))

@@ -10,4 +10,4 @@ pub mod system;
 
 pub use app::{AppState, Running, StartError, start};
 pub use migrations::{MigrationState, Migrations, NotWired, Runner};
-pub use pool::{Pool, PoolError, PoolStats, PooledConn};
+pub use pool::{Db, DbTransaction, Pool, PoolError, PoolStats, PooledConn};

@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
+use crate::pool::Db;
 use async_trait::async_trait;
 use migration::config::DbConfig;
-use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
 /// Whether the live schema differs from what the code expects.
@@ -66,10 +66,10 @@ pub trait Migrations: Send + Sync + 'static {
     ///
     /// # Errors
     /// The runner's error; the service retries with backoff.
-    async fn apply_pending(&self, db: &DatabaseConnection) -> Result<usize, MigrateFailure>;
+    async fn apply_pending(&self, db: &Db) -> Result<usize, MigrateFailure>;
 
     /// Reads the state without writing.
-    async fn state(&self, db: &DatabaseConnection) -> MigrationState;
+    async fn state(&self, db: &Db) -> MigrationState;
 }
 
 /// Reports `unknown` and applies nothing: for tests and tools that do not migrate.
@@ -78,12 +78,12 @@ pub struct NotWired;
 
 #[async_trait]
 impl Migrations for NotWired {
-    async fn apply_pending(&self, _db: &DatabaseConnection) -> Result<usize, MigrateFailure> {
+    async fn apply_pending(&self, _db: &Db) -> Result<usize, MigrateFailure> {
         tracing::warn!("auto-migrate is not wired to a runner: nothing applied");
         Ok(0)
     }
 
-    async fn state(&self, _db: &DatabaseConnection) -> MigrationState {
+    async fn state(&self, _db: &Db) -> MigrationState {
         MigrationState::unknown("migration runner not wired")
     }
 }
@@ -142,29 +142,42 @@ impl Runner {
 
 #[async_trait]
 impl Migrations for Runner {
-    async fn apply_pending(&self, db: &DatabaseConnection) -> Result<usize, MigrateFailure> {
+    async fn apply_pending(&self, db: &Db) -> Result<usize, MigrateFailure> {
         let entities = entity::registry::all();
+        // The migration crate takes the raw connection (it reaches the sqlx pool for the advisory lock) and
+        // holds two connections on PostgreSQL: the lock's and the one migrating. Both pass the gate first.
+        let held = db.hold_many(2).await?;
         let report =
-            migration::auto_migrate_with(db, &self.dir, &entities, migration::Options::default()).await?;
+            migration::auto_migrate_with(&held, &self.dir, &entities, migration::Options::default()).await?;
+        drop(held);
         for w in &report.warnings {
             tracing::warn!("auto-migrate: {w}");
         }
         Ok(report.migrations.steps.len() + report.applied.len())
     }
 
-    async fn state(&self, db: &DatabaseConnection) -> MigrationState {
+    async fn state(&self, db: &Db) -> MigrationState {
         let dir = &self.dir;
         let set = match migration::MigrationSet::load_for(
             dir,
             migration::rust_migrations(),
-            db.get_database_backend(),
+            sea_orm::ConnectionTrait::get_database_backend(db),
         ) {
             Ok(s) => s,
             Err(e) => return MigrationState::unknown(e.to_string()),
         };
-        let report = match migration::Migrator::new(set).status(db).await {
+        // `status` takes the raw connection (it reads the ledger through the sqlx pool): hold a permit for it,
+        // and release it before the drift check, whose statements pass the gate one by one.
+        let status = match db.hold().await {
+            Ok(held) => migration::Migrator::new(set)
+                .status(&held)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let report = match status {
             Ok(r) => r,
-            Err(e) => return MigrationState::unknown(e.to_string()),
+            Err(e) => return MigrationState::unknown(e),
         };
         let drift = match migration::drift_of(db, dir, &entity::registry::all()).await {
             Ok(d) if d.is_empty() => Drift::No,

@@ -16,16 +16,29 @@
 //! - **Cleaner**: like Go's `connectionCleaner`, a task closes idle connections that expired while nobody asked
 //!   for them. sqlx hands idle connections out oldest-first (a FIFO queue), so the cleaner keeps a mirror of
 //!   release times in the same order and takes expired ones with `try_acquire`, which runs no callback.
-//! - **Waits**: [`Pool::acquire`] passes a fair semaphore with `DB_MAX_OPEN_CONNS` permits before it asks
-//!   sqlx; finding no permit free is Go's condition for a wait (every connection taken), and the time until
-//!   the connection is handed over is added to `wait_duration`. `DB_CONN_ACQUIRE_TIMEOUT` bounds both steps.
+//! - **Waits**: every use of a connection passes a fair semaphore (the gate) with `DB_MAX_OPEN_CONNS`
+//!   permits before it asks sqlx; finding no permit free is Go's condition for a wait (every connection
+//!   taken), counted in `wait_count`, and the time until the permit comes is added to `wait_duration`.
+//!   `DB_CONN_ACQUIRE_TIMEOUT` bounds the wait. [`Pool::acquire`] and [`Pool::ping`] take a permit with their
+//!   connection; SeaORM work goes through [`Pool::db`] ([`Db`]), which takes one per statement, one per
+//!   transaction from `BEGIN` to its end, and one per stream, then lets SeaORM take the connection from sqlx.
+//!   So, as in Go, every query's wait is counted: application code uses `entity::Repo` over [`Pool::db`].
+//!
+//! The raw `DatabaseConnection` is reachable only through [`Db::hold`], which takes the permits first: the
+//! migration crate's `auto_migrate_with` and `Migrator::status` take that type (they reach the sqlx pool for
+//! the advisory lock and the ledger), so the service's auto-migrate and migration state use it.
 //!
 //! # Differences from Go that remain
-//! - Only acquisitions through [`Pool::acquire`] (and [`Pool::ping`]) are timed. Queries SeaORM runs through
-//!   [`Pool::orm`] acquire inside sqlx, which exposes no hook at the start of an acquire: their waits do not
-//!   enter `wait_count`/`wait_duration`, and their use time is not observed. Closures they cause are counted.
-//!   While SeaORM holds connections, a [`Pool::acquire`] that passes the gate can still wait inside sqlx;
-//!   that wait is in `wait_time` but not in `wait_count`.
+//! - A query through [`Db`] is gated, but sqlx hands its connection over inside SeaORM, past any hook: its
+//!   `wait_time` ends when the permit is taken, and its `use_time` runs until the statement's result is
+//!   back, not until sqlx has the connection back. With the gate passed a connection is normally free, but
+//!   sqlx returns a released connection from a spawned task (after its release ping), so the next holder can
+//!   briefly wait inside sqlx, or open a new connection; that moment is in neither `wait_count` nor the
+//!   `wait_time` of a [`Db`] query ([`Pool::acquire`] includes it in `wait_time`).
+//! - Work inside [`Db::hold`] is gated once for all its statements, not per statement (auto-migrate holds
+//!   two permits, for the lock connection and the migrating one).
+//! - A SeaORM acquisition that fails inside sqlx after the gate (an unreachable server) gives SeaORM's
+//!   error (`DbErr::ConnectionAcquire`), not [`PoolError::Unreachable`]'s diagnosis.
 //! - Each idle connection is pinged before it is handed out (sqlx's `test_before_acquire`, done here so the
 //!   closure is visible); sqlx also pings on release. Go does neither and retries on `ErrBadConn` instead.
 //! - The cleaner's mirror of the idle queue can drift by a connection when a release's ping fails or when
@@ -47,11 +60,15 @@ use futures::FutureExt;
 use migration::config::{DbConfig, DbTarget, PoolConfig};
 use sea_orm::sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sea_orm::sqlx::{self, Connection, Database as SqlxDatabase, Postgres, Sqlite};
-use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::histogram::Histogram;
+
+mod gated;
+
+pub use gated::{Db, DbTransaction, GatedStream, Held};
 
 /// A pool problem, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -309,18 +326,89 @@ fn release_decision(shared: &Shared, age: Duration) -> bool {
     true
 }
 
+/// The fair semaphore every user of a connection passes first: one permit per connection in use through
+/// [`Pool::acquire`], [`Pool::ping`] or [`Pool::db`]. Finding no permit free is Go's condition for a wait.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    sem: Arc<Semaphore>,
+    shared: Arc<Shared>,
+}
+
+impl Gate {
+    fn new(shared: Arc<Shared>) -> Self {
+        let sem = Arc::new(Semaphore::new(shared.cfg.max_open.max(1) as usize));
+        Self { sem, shared }
+    }
+
+    fn counters(&self) -> &Arc<Counters> {
+        &self.shared.counters
+    }
+
+    fn timeout(&self) -> Duration {
+        self.shared.cfg.acquire_timeout
+    }
+
+    /// Takes `n` permits (at most `DB_MAX_OPEN_CONNS`), waiting at most `timeout` since `started`. A wait is
+    /// counted in `wait_count`, and its length in `wait_duration` and `wait_time`; the caller records the
+    /// time of an acquisition that did not wait, once it has its connection. The caller counts `pending`.
+    async fn enter(
+        &self,
+        n: u32,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<(OwnedSemaphorePermit, bool), PoolError> {
+        let c = &self.shared.counters;
+        let n = n.clamp(1, self.shared.cfg.max_open.max(1));
+        // The gate is fair (FIFO), like Go's queue of waiters.
+        match self.sem.clone().try_acquire_many_owned(n) {
+            Ok(p) => Ok((p, false)),
+            Err(TryAcquireError::Closed) => Err(PoolError::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                c.wait_count.fetch_add(1, Ordering::Relaxed);
+                let remaining = timeout.saturating_sub(started.elapsed());
+                let got = tokio::time::timeout(remaining, self.sem.clone().acquire_many_owned(n)).await;
+                self.record_wait(started, true);
+                match got {
+                    Ok(Ok(p)) => Ok((p, true)),
+                    Ok(Err(_)) => Err(PoolError::Closed),
+                    Err(_) => {
+                        c.timeouts.fetch_add(1, Ordering::Relaxed);
+                        Err(PoolError::Timeout {
+                            timeout,
+                            max_open: self.shared.cfg.max_open,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the time to obtain a connection; a wait also adds to `wait_duration`.
+    fn record_wait(&self, started: Instant, waited: bool) {
+        let c = &self.shared.counters;
+        let elapsed = started.elapsed();
+        if waited {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            c.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+        c.wait_time.observe(elapsed);
+    }
+
+    fn close(&self) {
+        self.sem.close();
+    }
+}
+
 /// The sqlx pool of one backend plus its shared state.
 struct Tracked<DB: SqlxDatabase> {
     pool: sqlx::Pool<DB>,
     shared: Arc<Shared>,
-    /// One permit per connection handed out by [`Pool::acquire`]: where waits are detected and timed.
-    gate: Arc<Semaphore>,
+    gate: Gate,
 }
 
 impl<DB: SqlxDatabase> Tracked<DB> {
-    fn new(shared: Arc<Shared>, opts: <DB::Connection as Connection>::Options) -> Self {
+    fn new(shared: Arc<Shared>, gate: Gate, opts: <DB::Connection as Connection>::Options) -> Self {
         let pool = options::<DB>(&shared).connect_lazy_with(opts);
-        let gate = Arc::new(Semaphore::new(shared.cfg.max_open.max(1) as usize));
         Self { pool, shared, gate }
     }
 
@@ -340,28 +428,13 @@ impl<DB: SqlxDatabase> Tracked<DB> {
                 max_open: self.shared.cfg.max_open,
             }
         };
-        // Go's condition for a wait: every allowed connection is taken. The gate holds one permit per
-        // connection handed out through this API and is fair (FIFO), like Go's queue of waiters.
-        let (permit, waited) = match self.gate.clone().try_acquire_owned() {
-            Ok(p) => (p, false),
-            Err(TryAcquireError::Closed) => return Err(PoolError::Closed),
-            Err(TryAcquireError::NoPermits) => {
-                c.wait_count.fetch_add(1, Ordering::Relaxed);
-                let got = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
-                self.record_wait(started, true);
-                match got {
-                    Ok(Ok(p)) => (p, true),
-                    Ok(Err(_)) => return Err(PoolError::Closed),
-                    Err(_) => return Err(timed_out()),
-                }
-            }
-        };
+        let (permit, waited) = self.gate.enter(1, started, timeout).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
         let result = ACQUIRE_STARTED
             .scope(started, tokio::time::timeout(remaining, self.pool.acquire()))
             .await;
         if !waited {
-            self.record_wait(started, false);
+            self.gate.record_wait(started, false);
         }
         match result {
             Ok(Ok(conn)) => Ok((conn, Instant::now(), permit)),
@@ -391,17 +464,6 @@ impl<DB: SqlxDatabase> Tracked<DB> {
             }
             Err(_) => "the server did not answer".to_owned(),
         }
-    }
-
-    /// Records the time to obtain a connection; a wait also adds to `wait_duration`.
-    fn record_wait(&self, started: Instant, waited: bool) {
-        let c = &self.shared.counters;
-        let elapsed = started.elapsed();
-        if waited {
-            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            c.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
-        }
-        c.wait_time.observe(elapsed);
     }
 
     /// Closes idle connections that expired while nobody asked for them.
@@ -459,7 +521,7 @@ impl<DB: SqlxDatabase> Tracked<DB> {
     }
 }
 
-struct PendingGuard<'a>(&'a Counters);
+pub(crate) struct PendingGuard<'a>(pub(crate) &'a Counters);
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
@@ -487,7 +549,7 @@ pub enum Engine {
 #[derive(Clone)]
 pub struct Pool {
     backend: Backend,
-    orm: DatabaseConnection,
+    db: Db,
     shared: Arc<Shared>,
     cleaner: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -563,16 +625,21 @@ impl Pool {
             idle_slots: AtomicU32::new(0),
             idle_mirror: Mutex::new(VecDeque::new()),
         });
+        let gate = Gate::new(shared.clone());
         let (backend, orm) = match &cfg.target {
             DbTarget::Postgres(t) => {
-                let tracked = Tracked::<Postgres>::new(shared.clone(), migration::db::pg_connect_options(t));
+                let tracked = Tracked::<Postgres>::new(
+                    shared.clone(),
+                    gate.clone(),
+                    migration::db::pg_connect_options(t),
+                );
                 let orm = SqlxPostgresConnector::from_sqlx_postgres_pool(tracked.pool.clone());
                 (Backend::Postgres(Arc::new(tracked)), orm)
             }
             DbTarget::Sqlite(t) => {
                 let opts =
                     migration::db::sqlite_connect_options(t).map_err(|e| PoolError::Build(e.to_string()))?;
-                let tracked = Tracked::<Sqlite>::new(shared.clone(), opts);
+                let tracked = Tracked::<Sqlite>::new(shared.clone(), gate.clone(), opts);
                 let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(tracked.pool.clone());
                 (Backend::Sqlite(Arc::new(tracked)), orm)
             }
@@ -580,7 +647,7 @@ impl Pool {
         };
         let pool = Self {
             backend,
-            orm,
+            db: Db::new(orm, gate),
             shared,
             cleaner: Arc::new(Mutex::new(None)),
         };
@@ -613,9 +680,11 @@ impl Pool {
         }
     }
 
-    /// The SeaORM connection over this pool (its acquisitions are not timed; see the module docs).
-    pub fn orm(&self) -> &DatabaseConnection {
-        &self.orm
+    /// The SeaORM connection over this pool: every statement, and every transaction as a whole, passes the
+    /// same gate as [`Pool::acquire`], so its waits are counted and bounded by `DB_CONN_ACQUIRE_TIMEOUT`.
+    /// Use it wherever SeaORM takes a connection: `users::Entity::repo(pool.db(), ctx)`.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The engine.

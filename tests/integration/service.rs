@@ -4,6 +4,7 @@
 mod config;
 mod drills;
 mod endpoints;
+mod orm_gate;
 mod pool_stats;
 mod process;
 mod support;

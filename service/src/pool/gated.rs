@@ -1,0 +1,429 @@
+//! [`Db`]: the pool's SeaORM connection, on which every statement and every transaction first passes the
+//! pool's gate, so that queries made through SeaORM wait, count and time out exactly like [`Pool::acquire`].
+//!
+//! Owns the permit a SeaORM statement holds while it runs: taken before the statement (a wait is counted in
+//! `wait_count`/`wait_duration`, bounded by `DB_CONN_ACQUIRE_TIMEOUT` with [`PoolError::Timeout`]'s message),
+//! released when it finishes (observed as `use_time`). A transaction holds one permit from `BEGIN` to
+//! `COMMIT`/`ROLLBACK`; a stream holds one until it is dropped. Everything else is the inner
+//! `DatabaseConnection`'s.
+//!
+//! [`Pool::acquire`]: super::Pool::acquire
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::Stream;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    IsolationLevel, QueryResult, QueryStream, RuntimeErr, Statement, StreamTrait, TransactionError,
+    TransactionOptions, TransactionSession, TransactionTrait,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{Counters, Gate, PendingGuard, PoolError};
+
+/// The SeaORM connection of a [`super::Pool`]; get it with [`super::Pool::db`].
+///
+/// Implements [`ConnectionTrait`], [`TransactionTrait`] and [`StreamTrait`], so `entity::Repo`, SeaORM's
+/// `Entity::find()…​.all(db)` and `db.transaction(…)` take it as they take a `DatabaseConnection`.
+#[derive(Clone)]
+pub struct Db {
+    orm: DatabaseConnection,
+    gate: Gate,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.orm.get_database_backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gate permits held for the length of a statement, a transaction, a stream or a [`Held`] scope.
+struct Pass {
+    _permit: OwnedSemaphorePermit,
+    since: Instant,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.counters.use_time.observe(self.since.elapsed());
+    }
+}
+
+/// The gate's refusal as a SeaORM error that keeps the pool's wording (what ran out and what to raise).
+fn db_err(e: PoolError) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(e.to_string()))
+}
+
+impl Db {
+    pub(super) fn new(orm: DatabaseConnection, gate: Gate) -> Self {
+        Self { orm, gate }
+    }
+
+    /// Takes `n` permits (one per connection the work will hold), waiting at most `DB_CONN_ACQUIRE_TIMEOUT`.
+    async fn pass(&self, n: u32) -> Result<Pass, DbErr> {
+        let counters = self.gate.counters().clone();
+        let started = Instant::now();
+        counters.pending.fetch_add(1, Ordering::Relaxed);
+        let entered = {
+            let _pending = PendingGuard(&counters);
+            self.gate.enter(n, started, self.gate.timeout()).await
+        };
+        let (permit, waited) = entered.map_err(db_err)?;
+        if !waited {
+            // sqlx hands the connection over inside SeaORM, past any hook; with the gate passed one is free.
+            self.gate.record_wait(started, false);
+        }
+        Ok(Pass {
+            _permit: permit,
+            since: Instant::now(),
+            counters,
+        })
+    }
+
+    /// Holds one gate permit and lends the raw `DatabaseConnection` for work that only takes that type (the
+    /// migration crate's `Migrator::status`, which reads the ledger through the sqlx pool). Statements run
+    /// through the raw connection inside the scope are not gated again; do not use [`Db`] inside it, or
+    /// with `DB_MAX_OPEN_CONNS=1` the second permit never comes.
+    ///
+    /// # Errors
+    /// The gate's timeout or the pool's closure, as a [`DbErr::Conn`] with the pool's message.
+    pub async fn hold(&self) -> Result<Held<'_>, DbErr> {
+        self.hold_many(1).await
+    }
+
+    /// Like [`Db::hold`], for work that holds `n` connections at once (auto-migrate holds the migration lock
+    /// on one connection while it migrates on another). `n` is capped at `DB_MAX_OPEN_CONNS`.
+    ///
+    /// # Errors
+    /// As [`Db::hold`].
+    pub async fn hold_many(&self, n: u32) -> Result<Held<'_>, DbErr> {
+        Ok(Held {
+            orm: &self.orm,
+            _pass: self.pass(n).await?,
+        })
+    }
+}
+
+/// Permits held by [`Db::hold`]; derefs to the raw connection. Released on drop.
+pub struct Held<'a> {
+    orm: &'a DatabaseConnection,
+    _pass: Pass,
+}
+
+impl std::fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        self.orm
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        self.orm.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let _pass = self.pass(1).await?;
+        self.orm.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let _pass = self.pass(1).await?;
+        self.orm.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let _pass = self.pass(1).await?;
+        self.orm.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let _pass = self.pass(1).await?;
+        self.orm.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.orm.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.orm.is_mock_connection()
+    }
+}
+
+/// A query's rows, streamed while the stream holds its gate permit.
+pub struct GatedStream {
+    inner: Pin<Box<QueryStream>>,
+    _pass: Pass,
+}
+
+impl std::fmt::Debug for GatedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatedStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for GatedStream {
+    type Item = Result<QueryResult, DbErr>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl StreamTrait for Db {
+    type Stream<'a> = GatedStream;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.orm.get_database_backend()
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<GatedStream, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let pass = self.pass(1).await?;
+            let inner = self.orm.stream_raw(stmt).await?;
+            Ok(GatedStream {
+                inner: Box::pin(inner),
+                _pass: pass,
+            })
+        })
+    }
+}
+
+/// A transaction on [`Db`]: holds its gate permit from `BEGIN` until it commits, rolls back or is dropped.
+/// Nested transactions (savepoints) run on the same connection and take no permit of their own.
+pub struct DbTransaction {
+    inner: DatabaseTransaction,
+    _pass: Option<Pass>,
+}
+
+impl std::fmt::Debug for DbTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbTransaction")
+            .field("backend", &ConnectionTrait::get_database_backend(&self.inner))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbTransaction {
+    /// Runs `callback` inside this transaction: commits on `Ok`, rolls back on `Err`.
+    async fn run<F, T, E>(self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let outcome = callback(&self).await;
+        match outcome {
+            Ok(v) => {
+                self.commit().await.map_err(TransactionError::Connection)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(e))
+            }
+        }
+    }
+
+    /// The inner SeaORM transaction.
+    pub fn inner(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for DbTransaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        self.inner.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for DbTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        ConnectionTrait::get_database_backend(&self.inner)
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.inner.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.inner.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.inner.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.inner.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.inner.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.inner.is_mock_connection()
+    }
+}
+
+impl StreamTrait for DbTransaction {
+    type Stream<'a> = <DatabaseTransaction as StreamTrait>::Stream<'a>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        ConnectionTrait::get_database_backend(&self.inner)
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        self.inner.stream_raw(stmt)
+    }
+}
+
+/// `BEGIN` (or a savepoint) on `begin`'s connection, wrapped with the permits to keep.
+async fn wrap(
+    pass: Option<Pass>,
+    begin: impl Future<Output = Result<DatabaseTransaction, DbErr>>,
+) -> Result<DbTransaction, DbErr> {
+    Ok(DbTransaction {
+        inner: begin.await?,
+        _pass: pass,
+    })
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for Db {
+    type Transaction = DbTransaction;
+
+    async fn begin(&self) -> Result<DbTransaction, DbErr> {
+        let pass = self.pass(1).await?;
+        wrap(Some(pass), self.orm.begin()).await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<DbTransaction, DbErr> {
+        let pass = self.pass(1).await?;
+        wrap(
+            Some(pass),
+            self.orm.begin_with_config(isolation_level, access_mode),
+        )
+        .await
+    }
+
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+        let pass = self.pass(1).await?;
+        wrap(Some(pass), self.orm.begin_with_options(options)).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for DbTransaction {
+    type Transaction = DbTransaction;
+
+    async fn begin(&self) -> Result<DbTransaction, DbErr> {
+        wrap(None, self.inner.begin()).await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<DbTransaction, DbErr> {
+        wrap(None, self.inner.begin_with_config(isolation_level, access_mode)).await
+    }
+
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+        wrap(None, self.inner.begin_with_options(options)).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+}
