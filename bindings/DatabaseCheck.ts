@@ -4,7 +4,7 @@ import type { Engine } from "./Engine.js";
 import type { HealthStatus } from "./HealthStatus.js";
 
 /**
- * The database part of `/health/detailed` and `/health/database`.
+ * The database part of `/health/detailed`.
  */
 export type DatabaseCheck = {
 /**

@@ -5,17 +5,17 @@ import type { HealthStatus } from "./HealthStatus.js";
 import type { PoolStats } from "./PoolStats.js";
 
 /**
- * The `database` object of `/health/database`.
+ * The `database` object of `/health/database`: the spec's `connectivity` and `pool_stats`, then the ping.
  */
 export type DatabaseHealth = {
-/**
- * Go `DBStats`-equivalent pool statistics.
- */
-pool_stats: PoolStats,
 /**
  * Whether the database answered.
  */
 connectivity: HealthStatus,
+/**
+ * Go `DBStats`-equivalent pool statistics.
+ */
+pool_stats: PoolStats,
 /**
  * Which engine the pool talks to.
  */

@@ -1,9 +1,10 @@
 //! The health endpoints: `/live`, `/ready`, `/health`, `/health/detailed`, `/health/database`.
 //!
-//! Owns their JSON shapes (the spec's: `status`, RFC 3339 `timestamp`, `uptime` as `1h 30m 45s`, `version`,
-//! `services`) and the rule that anything unhealthy answers 503. `/live` does no I/O at all; `/ready`,
-//! `/health` and `/health/detailed` ping with a 1 s timeout; `/health/database` waits up to
-//! `DB_CONN_ACQUIRE_TIMEOUT`, so it shows pool exhaustion the way a real caller would meet it.
+//! Owns their JSON bodies (the spec's `status`, RFC 3339 `timestamp`, `uptime` as `1h 30m 45s`, `version`,
+//! `services`), declared as the types of [`bodies`], which `export_types` also writes to TypeScript, and the
+//! rule that anything unhealthy answers 503. `/live` does no I/O at all; `/ready`, `/health` and
+//! `/health/detailed` ping with a 1 s timeout; `/health/database` waits up to `DB_CONN_ACQUIRE_TIMEOUT`, so it
+//! shows pool exhaustion the way a real caller would meet it.
 
 use std::time::Duration;
 
@@ -14,9 +15,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::{AppState, Boot, READY_TIMEOUT};
-use crate::migrations::MigrationState;
-use crate::pool::{Engine, PoolStats};
-use crate::system::{self, DiskCheck, MemoryCheck, Verdict};
+use crate::system;
+
+pub mod bodies;
+
+use bodies::{
+    DatabaseCheck, DatabaseHealth, DatabaseHealthResponse, DetailedChecks, DetailedHealthResponse,
+    HealthResponse, HealthServices, HealthStatus, LiveResponse, LiveStatus, MigrationStep, ReadyChecks,
+    ReadyResponse, ReadyStatus,
+};
 
 /// The version reported by the health endpoints.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,95 +52,6 @@ fn reply(healthy: bool, body: impl Serialize) -> Response {
     (code, Json(body)).into_response()
 }
 
-fn word(ok: bool) -> &'static str {
-    if ok { "healthy" } else { "unhealthy" }
-}
-
-// Bodies are structs rather than `json!` maps so the fields keep the spec's order (serde_json's map sorts).
-
-/// `/live`.
-#[derive(Debug, Serialize)]
-struct LiveBody {
-    status: &'static str,
-    timestamp: String,
-    uptime: String,
-}
-
-/// `/ready`.
-#[derive(Debug, Serialize)]
-struct ReadyBody {
-    status: &'static str,
-    timestamp: String,
-    checks: ReadyChecks,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct ReadyChecks {
-    database: &'static str,
-    migrations: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct Services {
-    database: &'static str,
-    memory: Verdict,
-    disk: Verdict,
-}
-
-/// `/health`.
-#[derive(Debug, Serialize)]
-struct HealthBody {
-    status: &'static str,
-    timestamp: String,
-    uptime: String,
-    version: &'static str,
-    services: Services,
-}
-
-/// The database part of `/health/database` and `/health/detailed`.
-#[derive(Debug, Serialize)]
-struct DbBody {
-    connectivity: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pool_stats: Option<PoolStats>,
-    engine: Engine,
-    target: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// `/health/database`.
-#[derive(Debug, Serialize)]
-struct DatabaseBody {
-    status: &'static str,
-    timestamp: String,
-    database: DbBody,
-}
-
-#[derive(Debug, Serialize)]
-struct DetailedChecks {
-    database: DbBody,
-    memory: MemoryCheck,
-    disk: DiskCheck,
-}
-
-/// `/health/detailed`.
-#[derive(Debug, Serialize)]
-struct DetailedBody {
-    status: &'static str,
-    timestamp: String,
-    uptime: String,
-    version: &'static str,
-    services: Services,
-    checks: DetailedChecks,
-    pool_stats: PoolStats,
-    migrations: MigrationState,
-}
-
 struct DbCheck {
     ok: bool,
     latency: Option<Duration>,
@@ -155,10 +73,9 @@ async fn check_db(state: &AppState, timeout: Duration) -> DbCheck {
     }
 }
 
-fn db_body(state: &AppState, c: DbCheck, pool_stats: Option<PoolStats>) -> DbBody {
-    DbBody {
-        connectivity: word(c.ok),
-        pool_stats,
+fn db_body(state: &AppState, c: DbCheck) -> DatabaseCheck {
+    DatabaseCheck {
+        connectivity: c.ok.into(),
         engine: state.pool.engine(),
         target: state.config.db.target.to_string(),
         latency_ms: c.latency.map(|l| (l.as_secs_f64() * 1e5).round() / 100.0),
@@ -179,8 +96,8 @@ pub async fn not_found() -> Response {
 pub async fn live(State(state): State<AppState>) -> Response {
     reply(
         true,
-        LiveBody {
-            status: "alive",
+        LiveResponse {
+            status: LiveStatus::Alive,
             timestamp: now(),
             uptime: uptime(state.started.elapsed()),
         },
@@ -192,19 +109,23 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let boot = state.boot();
     let db = check_db(&state, READY_TIMEOUT).await;
     let migrations = match (boot, state.config.db.auto_migrate) {
-        (Boot::Done, true) => "applied",
-        (Boot::Done, false) => "disabled",
-        (Boot::Migrating, _) => "running",
-        (Boot::Connecting, _) => "not started",
+        (Boot::Done, true) => MigrationStep::Applied,
+        (Boot::Done, false) => MigrationStep::Disabled,
+        (Boot::Migrating, _) => MigrationStep::Running,
+        (Boot::Connecting, _) => MigrationStep::NotStarted,
     };
     let ok = db.ok && boot == Boot::Done;
     reply(
         ok,
-        ReadyBody {
-            status: if ok { "ready" } else { "not ready" },
+        ReadyResponse {
+            status: if ok {
+                ReadyStatus::Ready
+            } else {
+                ReadyStatus::NotReady
+            },
             timestamp: now(),
             checks: ReadyChecks {
-                database: word(db.ok),
+                database: db.ok.into(),
                 migrations,
             },
             error: db.error.or_else(|| state.boot_error()),
@@ -220,13 +141,13 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let ok = db.ok && !memory.is_bad() && !disk.is_bad();
     reply(
         ok,
-        HealthBody {
-            status: word(ok),
+        HealthResponse {
+            status: ok.into(),
             timestamp: now(),
             uptime: uptime(state.started.elapsed()),
-            version: VERSION,
-            services: Services {
-                database: word(db.ok),
+            version: VERSION.to_owned(),
+            services: HealthServices {
+                database: db.ok.into(),
                 memory,
                 disk,
             },
@@ -241,21 +162,21 @@ pub async fn detailed(State(state): State<AppState>) -> Response {
     let disk = system::disk_check(&state.data_dir());
     let migrations = state.migration_state().await;
     let ok = db.ok && !memory.status.is_bad() && !disk.status.is_bad();
-    let services = Services {
-        database: word(db.ok),
+    let services = HealthServices {
+        database: db.ok.into(),
         memory: memory.status,
         disk: disk.status,
     };
     reply(
         ok,
-        DetailedBody {
-            status: word(ok),
+        DetailedHealthResponse {
+            status: ok.into(),
             timestamp: now(),
             uptime: uptime(state.started.elapsed()),
-            version: VERSION,
+            version: VERSION.to_owned(),
             services,
             checks: DetailedChecks {
-                database: db_body(&state, db, None),
+                database: db_body(&state, db),
                 memory,
                 disk,
             },
@@ -272,10 +193,10 @@ pub async fn database(State(state): State<AppState>) -> Response {
     let stats = state.pool.stats();
     reply(
         ok,
-        DatabaseBody {
-            status: word(ok),
+        DatabaseHealthResponse {
+            status: HealthStatus::from(ok),
             timestamp: now(),
-            database: db_body(&state, db, Some(stats)),
+            database: DatabaseHealth::new(db_body(&state, db), stats),
         },
     )
 }
