@@ -25,6 +25,18 @@ use crate::pool::{Pool, PoolError};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Timeout of the readiness ping (the spec's "short timeout", at most 1 s).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a migration state read (ledger plus drift: catalog queries, about 45 ms on PostgreSQL) serves
+/// `/health/detailed` and `/metrics` before the next scrape reads it again.
+pub const MIGRATION_STATE_TTL: Duration = Duration::from_secs(30);
+
+/// The last known migration state, shared by the scrapes; one read at a time.
+#[derive(Debug, Default)]
+struct MigrationCache {
+    /// The state and when it was read; only `known` states are kept, so an outage is retried every scrape.
+    last: tokio::sync::Mutex<Option<(Instant, MigrationState)>>,
+    /// How many times the runner was asked.
+    reads: std::sync::atomic::AtomicU64,
+}
 
 /// How far start-up got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +65,7 @@ pub struct AppState {
     pub migrations: Arc<dyn Migrations>,
     boot: Arc<AtomicU8>,
     boot_error: Arc<std::sync::Mutex<Option<String>>>,
+    migration_cache: Arc<MigrationCache>,
 }
 
 impl AppState {
@@ -76,9 +89,39 @@ impl AppState {
         }
     }
 
-    /// The migration state, or unknown when the database does not answer within a second.
+    /// The migration state, or unknown when the database does not answer within a second. A state read less
+    /// than [`MIGRATION_STATE_TTL`] ago is served from memory, so frequent scrapes cost no catalog queries;
+    /// concurrent callers share one read.
     pub async fn migration_state(&self) -> MigrationState {
-        match tokio::time::timeout(READY_TIMEOUT, self.migrations.state(self.pool.db())).await {
+        self.read_migration_state(false).await
+    }
+
+    /// Reads the migration state now and keeps it (after start-up migrated, the kept state is stale).
+    pub async fn refresh_migration_state(&self) -> MigrationState {
+        self.read_migration_state(true).await
+    }
+
+    /// How many times the migration runner was asked for the state (the cache's misses).
+    pub fn migration_state_reads(&self) -> u64 {
+        self.migration_cache.reads.load(Ordering::Relaxed)
+    }
+
+    async fn read_migration_state(&self, force: bool) -> MigrationState {
+        let cache = &self.migration_cache;
+        let read = async {
+            let mut last = cache.last.lock().await;
+            if !force
+                && let Some((at, state)) = last.as_ref()
+                && at.elapsed() < MIGRATION_STATE_TTL
+            {
+                return state.clone();
+            }
+            cache.reads.fetch_add(1, Ordering::Relaxed);
+            let state = self.migrations.state(self.pool.db()).await;
+            *last = (state.state == "known").then(|| (Instant::now(), state.clone()));
+            state
+        };
+        match tokio::time::timeout(READY_TIMEOUT, read).await {
             Ok(s) => s,
             Err(_) => MigrationState::unknown("the database did not answer within 1s"),
         }
@@ -188,6 +231,7 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         migrations,
         boot: Arc::new(AtomicU8::new(Boot::Connecting as u8)),
         boot_error: Arc::default(),
+        migration_cache: Arc::default(),
     };
     let boot = tokio::spawn(bootstrap(state.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -294,6 +338,9 @@ async fn bootstrap(state: AppState) {
                 }
                 state.set_boot_error(None);
                 state.boot.store(Boot::Done as u8, Ordering::Release);
+                // After readiness, so start-up-to-ready does not wait for the catalog queries; the first
+                // scrape then finds the state start-up left (or shares this read).
+                state.refresh_migration_state().await;
                 return;
             }
             Err(e) => {

@@ -7,4 +7,5 @@ mod endpoints;
 mod orm_gate;
 mod pool_stats;
 mod process;
+mod scrapes;
 mod support;
