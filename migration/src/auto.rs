@@ -102,7 +102,9 @@ async fn apply_entity_changes(
     dialect: Dialect,
     report: &mut AutoReport,
 ) -> Result<(), SchemaError> {
-    let actual = introspect::read(db).await?;
+    // Changes concern only the entities' tables; any other table counts by its name alone.
+    let entity_tables = expected.tables.iter().map(|t| t.name.clone()).collect();
+    let actual = introspect::read_scoped(db, introspect::Scope::Tables(&entity_tables)).await?;
     let changes = diff::changes(expected, &actual, &known_objects(dir), dialect);
     let mut todo = Vec::new();
     for c in changes {

@@ -100,7 +100,9 @@ pub async fn drift_of(
 ) -> Result<Drift, SchemaError> {
     let dialect = Dialect::of(db.get_database_backend())?;
     let expected = generate::schema(entities, dialect)?;
-    let actual = introspect::read(db).await?;
+    // Drift compares only the entities' tables in detail; any other table counts by its name alone.
+    let entity_tables = expected.tables.iter().map(|t| t.name.clone()).collect();
+    let actual = introspect::read_scoped(db, introspect::Scope::Tables(&entity_tables)).await?;
     Ok(diff::drift(&expected, &actual, &known_objects(dir), dialect))
 }
 

@@ -1,24 +1,57 @@
 //! Reads a database's tables, columns, foreign keys and indexes from its catalog into a [`Schema`].
 //!
 //! PostgreSQL: `pg_catalog` for the current schema (`format_type`, `pg_get_expr` for defaults and index
-//! predicates, `pg_get_indexdef` for key columns). SQLite: `sqlite_master` and the `pragma_*` table functions;
-//! a partial index's predicate is taken from its stored `CREATE INDEX` text. Primary-key indexes are not
-//! listed as indexes (they are [`Table::primary_key`]). Only reads.
+//! predicates, `pg_get_indexdef` for key columns), in ONE query that returns the whole answer as JSON: one
+//! round trip, one statement. SQLite: `sqlite_master` and the `pragma_*` table functions; a partial index's
+//! predicate is taken from its stored `CREATE INDEX` text. Primary-key indexes are not listed as indexes (they
+//! are [`Table::primary_key`]). Only reads.
+//!
+//! [`read_scoped`] reads the details (columns, indexes, foreign keys) of some tables only and lists the others
+//! by name: drift compares only the entities' tables, and deparsing every default and index of a database
+//! with hundreds of other tables (`pg_get_expr`, `pg_get_indexdef`) is what made `status` slow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
+use serde::Deserialize;
 
 use super::{Column, Dialect, ForeignKey, Index, Schema, SchemaError, Table, canonical_type};
+
+/// Which tables [`read_scoped`] describes in full.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every table.
+    All,
+    /// Only these tables; every other table is listed with its name alone (no columns, keys or indexes).
+    Tables(&'a BTreeSet<String>),
+}
+
+impl Scope<'_> {
+    fn includes(&self, table: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Tables(names) => names.contains(table),
+        }
+    }
+}
 
 /// Reads every table of the connection's current schema (SQLite's own `sqlite_*` tables excluded).
 ///
 /// # Errors
 /// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::UnsupportedBackend`] for MySQL.
 pub async fn read(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
+    read_scoped(db, Scope::All).await
+}
+
+/// Reads every table of the connection's current schema, with columns, primary key, indexes and foreign keys
+/// only for the tables in `scope` (the others have just their name).
+///
+/// # Errors
+/// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::UnsupportedBackend`] for MySQL.
+pub async fn read_scoped(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, SchemaError> {
     match Dialect::of(db.get_database_backend())? {
-        Dialect::Postgres => read_pg(db).await,
-        Dialect::Sqlite => read_sqlite(db).await,
+        Dialect::Postgres => read_pg(db, scope).await,
+        Dialect::Sqlite => read_sqlite(db, scope).await,
     }
 }
 
@@ -33,80 +66,116 @@ fn get<T: sea_orm::TryGetable>(row: &QueryResult, i: usize, context: &str) -> Re
         .map_err(|e| SchemaError::db(format!("reading the catalog ({context})"), e))
 }
 
-fn split_list(s: &str) -> Vec<String> {
-    if s.is_empty() {
-        Vec::new()
-    } else {
-        s.split('\u{1f}').map(str::to_owned).collect()
-    }
+/// The whole PostgreSQL catalog answer. `{filter}` is replaced by the condition on `t.relname` that picks the
+/// tables described in full. Orders use the `name` columns (collation `C`), as the rows are consumed in order.
+const PG_CATALOG: &str = "WITH t AS (\
+      SELECT c.oid, c.relname FROM pg_class c \
+      WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+        AND c.relkind IN ('r', 'p')), \
+    d AS (SELECT t.oid, t.relname FROM t WHERE {filter}) \
+    SELECT json_build_object(\
+    'tables', (SELECT coalesce(json_agg(t.relname::text), '[]') FROM t), \
+    'columns', (SELECT coalesce(json_agg(json_build_array(d.relname::text, a.attname::text, \
+        format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid)) \
+        ORDER BY d.relname, a.attnum), '[]') \
+      FROM d JOIN pg_attribute a ON a.attrelid = d.oid \
+      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
+      WHERE a.attnum > 0 AND NOT a.attisdropped), \
+    'indexes', (SELECT coalesce(json_agg(json_build_array(i.relname::text, d.relname::text, x.indisunique, \
+        x.indisprimary, \
+        ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnkeyatts) k ORDER BY k), \
+        pg_get_expr(x.indpred, x.indrelid, true)) ORDER BY d.relname, i.relname), '[]') \
+      FROM d JOIN pg_index x ON x.indrelid = d.oid JOIN pg_class i ON i.oid = x.indexrelid), \
+    'foreign_keys', (SELECT coalesce(json_agg(json_build_array(con.conname::text, d.relname::text, \
+        rt.relname::text, \
+        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
+        ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
+          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o), \
+        con.confdeltype::text) ORDER BY d.relname, con.conname), '[]') \
+      FROM d JOIN pg_constraint con ON con.conrelid = d.oid AND con.contype = 'f' \
+      JOIN pg_class rt ON rt.oid = con.confrelid))::text";
+
+/// A column: table, column, type, not null, default.
+type PgColumn = (String, String, String, bool, Option<String>);
+/// An index: index, table, unique, primary, key columns, predicate.
+type PgIndex = (String, String, bool, bool, Vec<String>, Option<String>);
+/// A foreign key: constraint, table, referenced table, columns, referenced columns, `ON DELETE` code.
+type PgForeignKey = (String, String, String, Vec<String>, Vec<String>, String);
+
+/// [`PG_CATALOG`]'s answer.
+#[derive(Deserialize)]
+struct PgCatalog {
+    tables: Vec<String>,
+    columns: Vec<PgColumn>,
+    indexes: Vec<PgIndex>,
+    foreign_keys: Vec<PgForeignKey>,
 }
 
-const PG_COLUMNS: &str = "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-    pg_get_expr(d.adbin, d.adrelid) \
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
-    ORDER BY c.relname, a.attnum";
+fn pg_catalog_sql(scope: Scope<'_>) -> String {
+    let filter = match scope {
+        Scope::All => "true".to_owned(),
+        Scope::Tables(names) if names.is_empty() => "false".to_owned(),
+        Scope::Tables(names) => format!(
+            "t.relname::text IN ({})",
+            names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    PG_CATALOG.replace("{filter}", &filter)
+}
 
-const PG_INDEXES: &str = "SELECT i.relname::text, t.relname::text, x.indisunique, x.indisprimary, \
-    array_to_string(ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnkeyatts) k ORDER BY k), chr(31)), \
-    pg_get_expr(x.indpred, x.indrelid, true) \
-    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
-    JOIN pg_namespace n ON n.oid = t.relnamespace \
-    WHERE n.nspname = current_schema() ORDER BY t.relname, i.relname";
+async fn read_pg(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, SchemaError> {
+    let sql = pg_catalog_sql(scope);
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .map_err(|e| SchemaError::db("reading the catalog", e))?
+        .ok_or_else(|| SchemaError::db("reading the catalog", "the catalog query returned no row"))?;
+    let text: String = get(&row, 0, "catalog")?;
+    let catalog: PgCatalog =
+        serde_json::from_str(&text).map_err(|e| SchemaError::db("decoding the catalog", e))?;
 
-const PG_FOREIGN_KEYS: &str = "SELECT con.conname::text, t.relname::text, rt.relname::text, \
-    array_to_string(ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
-      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), chr(31)), \
-    array_to_string(ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
-      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o), chr(31)), \
-    con.confdeltype::text \
-    FROM pg_constraint con JOIN pg_class t ON t.oid = con.conrelid JOIN pg_class rt ON rt.oid = con.confrelid \
-    JOIN pg_namespace n ON n.oid = t.relnamespace \
-    WHERE con.contype = 'f' AND n.nspname = current_schema() ORDER BY t.relname, con.conname";
-
-async fn read_pg(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
-    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-    for r in rows(db, PG_COLUMNS, "columns").await? {
-        let table: String = get(&r, 0, "columns")?;
-        let ty: String = get(&r, 2, "columns")?;
-        let not_null: bool = get(&r, 3, "columns")?;
-        let t = tables.entry(table.clone()).or_insert_with(|| Table {
-            name: table,
-            ..Table::default()
-        });
+    let mut tables: BTreeMap<String, Table> = catalog
+        .tables
+        .into_iter()
+        .map(|name| {
+            let t = Table {
+                name: name.clone(),
+                ..Table::default()
+            };
+            (name, t)
+        })
+        .collect();
+    for (table, name, ty, not_null, default) in catalog.columns {
+        let Some(t) = tables.get_mut(&table) else { continue };
         t.columns.push(Column {
-            name: get(&r, 1, "columns")?,
+            name,
             sql_type: canonical_type(&ty),
             nullable: !not_null,
-            default: get::<Option<String>>(&r, 4, "columns")?,
+            default,
         });
     }
-    for r in rows(db, PG_INDEXES, "indexes").await? {
-        let table: String = get(&r, 1, "indexes")?;
-        let columns = split_list(&get::<String>(&r, 4, "indexes")?);
+    for (name, table, unique, primary, columns, predicate) in catalog.indexes {
         let Some(t) = tables.get_mut(&table) else { continue };
-        if get::<bool>(&r, 3, "indexes")? {
+        if primary {
             t.primary_key = columns;
             continue;
         }
         t.indexes.push(Index {
-            name: get(&r, 0, "indexes")?,
+            name,
             table,
             columns,
-            unique: get(&r, 2, "indexes")?,
-            predicate: get::<Option<String>>(&r, 5, "indexes")?,
+            unique,
+            predicate,
         });
     }
-    for r in rows(db, PG_FOREIGN_KEYS, "foreign keys").await? {
-        let table: String = get(&r, 1, "foreign keys")?;
+    for (name, table, ref_table, columns, ref_columns, action) in catalog.foreign_keys {
         let Some(t) = tables.get_mut(&table) else { continue };
-        let action: String = get(&r, 5, "foreign keys")?;
         t.foreign_keys.push(ForeignKey {
-            name: get(&r, 0, "foreign keys")?,
-            ref_table: get(&r, 2, "foreign keys")?,
-            columns: split_list(&get::<String>(&r, 3, "foreign keys")?),
-            ref_columns: split_list(&get::<String>(&r, 4, "foreign keys")?),
+            name,
+            ref_table,
+            columns,
+            ref_columns,
             on_delete: match action.as_str() {
                 "c" => "CASCADE",
                 "r" => "RESTRICT",
@@ -126,7 +195,7 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn read_sqlite(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
+async fn read_sqlite(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, SchemaError> {
     let mut out = Schema::default();
     let names = rows(
         db,
@@ -140,6 +209,10 @@ async fn read_sqlite(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
             name: name.clone(),
             ..Table::default()
         };
+        if !scope.includes(&name) {
+            out.tables.push(t);
+            continue;
+        }
         let mut pk: Vec<(i64, String)> = Vec::new();
         let sql = format!(
             "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info({}) ORDER BY cid",
