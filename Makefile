@@ -53,5 +53,5 @@ BENCH_TARGET := $(or $(CARGO_TARGET_DIR),target)
 bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
 	@bash scripts/ensure-postgres.sh
 	@bash bench/tools.sh
-	$(CARGO) build --release -p collex-bench -p migration -p service
+	$(CARGO) build --release -p collex-bench -p migration -p service --bin collex-bench --bin migration --bin service
 	$(BENCH_TARGET)/release/collex-bench run --bin-dir $(BENCH_TARGET)/release --out bench/results.json --markdown bench/results.md

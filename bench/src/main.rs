@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Read cases as TASKS:POOL (the last one, 32 tasks on 8 connections, is the 32-task investigation).
     #[arg(long, default_value = "1:1,8:8,32:32,32:8", value_delimiter = ',')]
     read_cases: Vec<String>,
+    /// Also time `psql -1 -f` as one process per file (about 35 s for 500 files; off by default).
+    #[arg(long, env = "BENCH_PSQL_PER_FILE")]
+    psql_per_file: bool,
     /// Number of generated migrations.
     #[arg(long, env = "BENCH_MIGRATIONS", default_value_t = 500)]
     migrations: u32,
