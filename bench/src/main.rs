@@ -109,6 +109,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let outcome = run_parts(&args, &tools, &dbs, &mut report).await;
     dbs.drop_all().await;
+    // The generated migrations, pgbench script and server logs: kept when the run failed, for the post-mortem.
+    let work = work_dir();
+    if outcome.is_ok() && std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        eprintln!(
+            "collex-bench: kept {} (generated files and server logs)",
+            work.display()
+        );
+    }
     if let Err(e) = &outcome {
         report.note(format!("bench aborted: {e:#}"));
     }
@@ -122,6 +132,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     outcome
+}
+
+/// Scratch directory of this run: generated migrations, the pgbench script, server logs.
+pub fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()))
 }
 
 async fn run_parts(

@@ -98,7 +98,7 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
         ));
         return Ok(());
     };
-    let work = std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()));
+    let work = crate::work_dir();
     let dir = work.join("migrations");
     let files = generate(&dir, n)?;
     // One psql session, each file in its own transaction.

@@ -376,7 +376,7 @@ fn pgbench_script(sql: &str) -> anyhow::Result<std::path::PathBuf> {
         "\\set i random(1, {live})\n\\set b :i % 3\n{select};\n",
         live = db::USERS - db::DELETED
     );
-    let dir = std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()));
+    let dir = crate::work_dir();
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("find_by_id.pgbench");
     std::fs::write(&path, text)?;

@@ -250,7 +250,7 @@ async fn profile(
 /// # Errors
 /// Database errors; a server that does not start is reported as missing, not as an error.
 pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Report) -> anyhow::Result<()> {
-    let work = std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()));
+    let work = crate::work_dir();
     std::fs::create_dir_all(&work)?;
     let launcher = Launcher {
         service: args.bin_dir.join("service"),
