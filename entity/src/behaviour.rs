@@ -5,7 +5,9 @@
 //! for `soft_delete`), and the `Behaviours` descriptor tells the default read and write paths which
 //! filters and stamps apply, without specialization.
 
-use sea_orm::{EntityTrait, IntoActiveModel};
+use std::sync::OnceLock;
+
+use sea_orm::{EntityTrait, IntoActiveModel, Value};
 
 /// `id` (UUID v7, generated in Rust), `created_at`, `updated_at` (timestamp with time zone).
 pub trait BaseModel: EntityTrait {
@@ -74,4 +76,46 @@ pub trait Behaviours:
     fn business_id_column() -> Option<Self::Column>;
     /// `version` when the entity is [`Versioned`].
     fn version_column() -> Option<Self::Column>;
+    /// This entity's cache of statements the repository renders once (one `static` per entity).
+    fn statement_cache() -> &'static StatementCache;
+}
+
+/// Where a bound value of a cached statement comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum Param {
+    /// The scope's business.
+    Business,
+    /// The id looked up.
+    Id,
+    /// A value fixed by the query's shape (e.g. `LIMIT 1`).
+    Const(Value),
+}
+
+/// A statement rendered once: its SQL and where each bound value comes from.
+#[derive(Debug)]
+pub(crate) struct CachedStatement {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Param>,
+}
+
+/// Statements the repository renders once per entity, backend and read mode instead of on every call:
+/// building and rendering a sea-query statement costs about as much client CPU as the rest of a
+/// primary-key read (BENCHMARKS.md), which shows once the cores are saturated.
+#[derive(Debug)]
+pub struct StatementCache {
+    find_by_id: [OnceLock<CachedStatement>; 18],
+}
+
+impl StatementCache {
+    /// An empty cache, for the `static` that `#[behaviour]` generates.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self {
+            find_by_id: [const { OnceLock::new() }; 18],
+        }
+    }
+
+    pub(crate) fn find_by_id(&self, slot: usize) -> Option<&OnceLock<CachedStatement>> {
+        self.find_by_id.get(slot)
+    }
 }

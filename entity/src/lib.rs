@@ -12,7 +12,8 @@ pub mod registry;
 pub mod repo;
 
 pub use behaviour::{
-    AuditableEntity, BaseModel, Behaviours, BusinessScoped, IndexDef, SoftDeletable, Versioned,
+    AuditableEntity, BaseModel, Behaviours, BusinessScoped, IndexDef, SoftDeletable, StatementCache,
+    Versioned,
 };
 pub use context::{BusinessScope, Ctx};
 pub use entities::*;

@@ -14,12 +14,13 @@ use chrono::{SubsecRound, Utc};
 use sea_orm::prelude::DateTimeUtc;
 use sea_orm::sea_query::{Expr, ExprTrait, ValueType};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, EntityTrait, LoaderTrait,
-    ModelTrait, QueryFilter, Related, Select, UpdateMany, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    FromQueryResult, LoaderTrait, ModelTrait, QueryFilter, QuerySelect, QueryTrait, Related, Select,
+    Statement, UpdateMany, Value,
 };
 use uuid::Uuid;
 
-use crate::behaviour::{Behaviours, SoftDeletable};
+use crate::behaviour::{Behaviours, CachedStatement, Param, SoftDeletable};
 use crate::context::{BusinessScope, Ctx};
 use crate::error::EntityError;
 
@@ -138,7 +139,63 @@ where
     /// # Errors
     /// Database errors.
     pub async fn find_by_id(&self, id: Uuid) -> Result<Option<E::Model>, EntityError> {
-        Ok(self.find().filter(E::id_column().eq(id)).one(self.db).await?)
+        let backend = self.db.get_database_backend();
+        let slot = match backend {
+            DbBackend::Postgres => 0,
+            DbBackend::Sqlite => 1,
+            _ => 2,
+        } * 6
+            + match self.deleted {
+                Deleted::Exclude => 0,
+                Deleted::Include => 1,
+                Deleted::Only => 2,
+            } * 2
+            + usize::from(self.business.is_some());
+        let Some(cell) = E::statement_cache().find_by_id(slot) else {
+            return Ok(self.find().filter(E::id_column().eq(id)).one(self.db).await?);
+        };
+        let cached = cell.get_or_init(|| self.render_find_by_id(id, backend));
+        let values = cached
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Business => self.business.into(),
+                Param::Id => id.into(),
+                Param::Const(v) => v.clone(),
+            })
+            .collect::<Vec<Value>>();
+        let stmt = Statement::from_sql_and_values(backend, cached.sql.clone(), values);
+        match self.db.query_one_raw(stmt).await? {
+            Some(row) => Ok(Some(E::Model::from_query_result(&row, "")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Renders the statement `find().filter(id = ?).one()` builds, and records which bound value is the
+    /// business, which the id and which a constant of the shape, so later calls only bind.
+    fn render_find_by_id(&self, id: Uuid, backend: DbBackend) -> CachedStatement {
+        let stmt = self.find().filter(E::id_column().eq(id)).limit(1).build(backend);
+        let business: Value = self.business.into();
+        let id_value: Value = id.into();
+        let params = stmt
+            .values
+            .map(|v| v.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                if self.business.is_some() && v == business {
+                    Param::Business
+                } else if v == id_value {
+                    Param::Id
+                } else {
+                    Param::Const(v)
+                }
+            })
+            .collect();
+        CachedStatement {
+            sql: stmt.sql,
+            params,
+        }
     }
 
     /// The row with this id.

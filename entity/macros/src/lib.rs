@@ -274,6 +274,10 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
             fn deleted_at_column() -> Option<Column> { #deleted_col }
             fn business_id_column() -> Option<Column> { #business_col }
             fn version_column() -> Option<Column> { #version_col }
+            fn statement_cache() -> &'static ::entity::StatementCache {
+                static CACHE: ::entity::StatementCache = ::entity::StatementCache::new();
+                &CACHE
+            }
         }
         #[::entity::__private::async_trait]
         impl ::entity::__private::ActiveModelBehavior for ActiveModel {
