@@ -3,11 +3,17 @@
 //!
 //! PostgreSQL is found at `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). When it
 //! cannot be reached the harness panics with what to do: PostgreSQL tests never skip silently.
+//!
+//! It also owns what several test modules need around the built binaries: temporary directories
+//! ([`TempDir`]), the workspace's binaries next to the test executable ([`workspace_bin`]), commands that run
+//! with a clean environment ([`clean_command`]) and a minimal HTTP client ([`http`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+pub mod http;
 
 /// Default admin URL used when `TEST_DATABASE_URL` is unset.
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -354,4 +360,121 @@ async fn drop_stale_templates(admin: &DatabaseConnection, keep: &str) {
                 .await;
         }
     }
+}
+
+static TEMP_DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary directory, removed with everything in it when dropped (also when the test panics).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// An empty directory whose name is unique across the tests and test processes of this machine.
+    ///
+    /// # Panics
+    /// When the directory cannot be created.
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "collex_test_{}_{}_{}",
+            std::process::id(),
+            TEMP_DIRS.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+
+    /// A copy of the repository's `migrations/`, so a test may add to it or edit it.
+    ///
+    /// # Panics
+    /// When `migrations/` cannot be read or copied.
+    pub fn with_repo_migrations() -> Self {
+        let d = Self::new();
+        for e in std::fs::read_dir(migrations_dir())
+            .expect("migrations dir")
+            .flatten()
+        {
+            std::fs::copy(e.path(), d.path.join(e.file_name())).expect("copy migration");
+        }
+        d
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes (or overwrites) a file in it; returns its path.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        p
+    }
+
+    /// The file names in it, sorted.
+    ///
+    /// # Panics
+    /// When the directory cannot be read.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.path)
+            .expect("read temp dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The text of a file in it.
+    ///
+    /// # Panics
+    /// When the file cannot be read.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A binary of this workspace (`migration`, `service`), found next to the test executable:
+/// `target/<profile>/deps/integration-*` -> `target/<profile>/<name>`. `make test` builds every binary first.
+///
+/// # Panics
+/// When the binary has not been built, saying how to build it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p {name}` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A command for `program` with an empty environment but `PATH`, so nothing of the developer's shell
+/// (`DATABASE_URL`, `DB_*`, `SERVER_ADDR`) leaks into what the test runs.
+pub fn clean_command(program: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
 }

@@ -1,42 +1,29 @@
 //! Helpers for the migration tests: temporary migration directories, the built `migration` binary, and
 //! catalog queries.
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use collex_tests::{TempDir, workspace_bin};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
-static DIRS: AtomicU64 = AtomicU64::new(0);
+/// A temporary directory of migration files, removed on drop; [`TempDir`]'s `path` and `write` through
+/// `Deref`.
+pub struct MigDir(TempDir);
 
-/// A temporary directory of migration files, removed on drop.
-pub struct MigDir {
-    path: PathBuf,
+impl Deref for MigDir {
+    type Target = TempDir;
+
+    fn deref(&self) -> &TempDir {
+        &self.0
+    }
 }
 
 impl MigDir {
     /// An empty directory.
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "collex_migrate_{}_{}_{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes (or overwrites) a file.
-    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path.join(name);
-        std::fs::write(&p, content).expect("write migration file");
-        p
+        Self(TempDir::new())
     }
 
     /// Writes `NNN_<name>.sql` and `NNN_rollback.sql` with the spec's header.
@@ -69,31 +56,9 @@ impl MigDir {
     }
 }
 
-impl Drop for MigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// The `migration` binary next to the test executable (`make test` builds it first).
-pub fn bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join(format!("migration{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p migration` (make test does)",
-        bin.display()
-    );
-    bin
-}
-
 /// A `migration` command for `url` and `dir`, with every other database variable cleared.
 pub fn command(url: &str, dir: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(bin());
+    let mut cmd = tokio::process::Command::new(workspace_bin("migration"));
     for (k, _) in std::env::vars() {
         if k.starts_with("DB_") {
             cmd.env_remove(k);

@@ -118,7 +118,7 @@ async fn the_cli_writes_nothing_when_the_committed_migrations_match_the_entities
     let dir = TempDir::with_repo_migrations();
     let before = dir.files();
     let url = format!("{}?sslmode=disable", test_db.url());
-    let child = std::process::Command::new(super::support::binary())
+    let child = std::process::Command::new(collex_tests::workspace_bin("migration"))
         .args([
             "--path",
             dir.path().to_str().expect("utf-8"),

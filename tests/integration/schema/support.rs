@@ -1,93 +1,14 @@
-//! Helpers for the schema tests: temporary migration directories, the built `migration` binary, catalog
-//! reads and test-only entities.
+//! Helpers for the schema tests: running the built `migration` binary, catalog reads and test-only entities.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use collex_tests::{clean_command, workspace_bin};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
-static DIRS: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary directory, removed on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// An empty directory.
-    pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "collex_schema_{}_{}_{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self { path }
-    }
-
-    /// A copy of the repository's `migrations/`.
-    pub fn with_repo_migrations() -> Self {
-        let d = Self::new();
-        for e in std::fs::read_dir(collex_tests::migrations_dir())
-            .expect("migrations dir")
-            .flatten()
-        {
-            std::fs::copy(e.path(), d.path.join(e.file_name())).expect("copy migration");
-        }
-        d
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The file names in it, sorted.
-    pub fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.path)
-            .expect("read temp dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The text of a file in it.
-    pub fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// The `migration` binary next to the test executable.
-pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join(format!("migration{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p migration` (make test does)",
-        bin.display()
-    );
-    bin
-}
+pub use collex_tests::TempDir;
 
 /// Runs the `migration` binary against `url` with `args`.
 pub fn run_cli(url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(binary())
+    clean_command(&workspace_bin("migration"))
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", url)
         .output()
         .expect("run the migration binary")
