@@ -23,7 +23,6 @@ use migration::config::{AppConfig, DbConfig, DbTarget};
 use sea_orm::{ActiveValue::Set, DatabaseConnection, IntoActiveModel};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 /// What to do when the JSON and the committed bindings disagree.
@@ -453,33 +452,10 @@ async fn entity_fixtures(db: &DatabaseConnection) -> Vec<Fixture> {
     ]
 }
 
-/// `GET path` over a fresh connection, within 30 s: status and body.
+/// `GET path` over a fresh connection, within 30 s: status and JSON body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the service");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.expect("send request");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.expect("read response");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP head");
-        assert!(
-            !head.to_ascii_lowercase().contains("chunked"),
-            "{path}: chunked body: {head}"
-        );
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("a status code");
-        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
-        (status, json)
-    };
-    tokio::time::timeout(Duration::from_secs(30), attempt)
-        .await
-        .expect("GET within 30s")
+    let reply = collex_tests::http::get(addr, path).await;
+    (reply.status, reply.json())
 }
 
 /// The JSON endpoints, the fixture name and the TypeScript type of each body.

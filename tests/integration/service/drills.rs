@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use collex_tests::{PgTestDb, admin_url};
+use collex_tests::{PgTestDb, TempDir, admin_url};
 use sea_orm::ConnectionTrait;
 use service::PoolError;
 
@@ -168,26 +168,23 @@ async fn a_database_down_at_start_is_connected_and_migrated_when_it_returns() {
     let db = PgTestDb::new().await;
     let proxy = Proxy::start(upstream(&admin_url())).await;
     proxy.cut();
-    let dir = std::env::temp_dir().join(format!("collex_service_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new();
     let header = |kind: &str| format!("-- {kind}: widgets\n-- Version: 001\n-- Description: widgets\n\n");
-    std::fs::write(
-        dir.join("001_widgets.sql"),
+    dir.write(
+        "001_widgets.sql",
         format!(
             "{}CREATE TABLE widgets (id integer PRIMARY KEY);\n",
             header("Migration")
         ),
-    )
-    .expect("write migration");
-    std::fs::write(
-        dir.join("001_rollback.sql"),
+    );
+    dir.write(
+        "001_rollback.sql",
         format!("{}DROP TABLE widgets;\n", header("Rollback Migration")),
-    )
-    .expect("write rollback");
+    );
 
     let mut cfg = via(pg_config(db.url()), &proxy);
     cfg.auto_migrate = true;
-    cfg.migrate_path = dir.clone();
+    cfg.migrate_path = dir.path().to_path_buf();
     let runner = Arc::new(service::Runner::new(cfg.clone()));
     let svc = service::start(app(cfg), runner)
         .await
@@ -212,7 +209,6 @@ async fn a_database_down_at_start_is_connected_and_migrated_when_it_returns() {
         .await
         .expect("auto-migrate created the table");
     svc.shutdown().await.expect("clean shutdown");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -2,27 +2,26 @@
 //! configuration, SIGTERM, and a known password that must appear nowhere.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use collex_tests::{PgTestDb, admin_url};
+use collex_tests::{PgTestDb, TempDir, admin_url, clean_command, workspace_bin};
 use migration::config::{DbConfig, DbTarget};
 
-use super::support::{binary, get, upstream, wait_for_status};
+use super::support::{get, upstream, wait_for_status};
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collex_service_bin_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("migrations")).expect("temp dir");
+/// The service's working directory, with an empty `migrations/`.
+fn temp_dir() -> TempDir {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("migrations")).expect("temp dir");
     dir
 }
 
 fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(binary("service"));
+    let mut cmd = clean_command(&workspace_bin("service"));
     cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -119,13 +118,13 @@ impl Proc {
 #[tokio::test]
 async fn with_nothing_set_up_it_serves_sqlite_in_collex_db_and_stops_on_sigterm() {
     let dir = temp_dir();
-    let svc = spawn(command(&dir, &[("SERVER_ADDR", "127.0.0.1:0")]));
+    let svc = spawn(command(dir.path(), &[("SERVER_ADDR", "127.0.0.1:0")]));
     let addr = svc.listening_addr();
     wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
     let db = get(addr, "/health/database").await.json();
     assert_eq!(db["database"]["engine"], "sqlite");
     assert!(
-        dir.join("collex.db").exists(),
+        dir.path().join("collex.db").exists(),
         "the embedded default is ./collex.db"
     );
     let (exit, output) = svc.terminate();
@@ -135,14 +134,13 @@ async fn with_nothing_set_up_it_serves_sqlite_in_collex_db_and_stops_on_sigterm(
         "start-up names the database: {output}"
     );
     assert!(output.contains("shutting down"), "{output}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn invalid_configuration_exits_2_listing_every_problem() {
     let dir = temp_dir();
     let out = command(
-        &dir,
+        dir.path(),
         &[
             ("DB_PORT", "abc"),
             ("DB_MAX_OPEN_CONNS", "0"),
@@ -156,7 +154,6 @@ fn invalid_configuration_exits_2_listing_every_problem() {
     for var in ["DB_PORT", "DB_MAX_OPEN_CONNS", "DB_CONN_MAX_LIFETIME"] {
         assert!(err.contains(var), "{var} missing from {err}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -183,7 +180,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let mut everything = String::new();
 
     // Logs at trace level (sqlx and SeaORM included), every endpoint and the metrics.
-    let svc = spawn(command(&dir, &env));
+    let svc = spawn(command(dir.path(), &env));
     let addr = svc.listening_addr();
     wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
     for path in [
@@ -212,7 +209,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let closed_port = closed.port().to_string();
     let mut env_down = env;
     env_down[1] = ("DB_PORT", closed_port.as_str());
-    let svc = spawn(command(&dir, &env_down));
+    let svc = spawn(command(dir.path(), &env_down));
     let addr = svc.listening_addr();
     everything.push_str(&get(addr, "/ready").await.body);
     everything.push_str(&get(addr, "/health/detailed").await.body);
@@ -221,7 +218,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
 
     // Configuration errors with the password in a URL.
     let out = command(
-        &dir,
+        dir.path(),
         &[(
             "DATABASE_URL",
             &format!("postgres://u:{PASSWORD}@h/db?sslmode=bogus"),
@@ -254,5 +251,4 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
 
     assert!(everything.len() > 10_000, "the capture is suspiciously small");
     assert!(!everything.contains(PASSWORD), "the password leaked");
-    let _ = std::fs::remove_dir_all(dir);
 }

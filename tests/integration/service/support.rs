@@ -7,53 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use migration::config::{AppConfig, DbConfig, DbTarget, PgTarget};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-/// A response: status code and body.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: String,
-}
-
-impl Reply {
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-/// `GET path` over a fresh connection, within 30 s.
-pub async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let attempt = async {
-        let mut s = TcpStream::connect(addr).await.expect("connect to the service");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.expect("send request");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.expect("read response");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head");
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("status code");
-        // axum answers these endpoints with a content length; chunked bodies would need decoding.
-        assert!(
-            !head.to_ascii_lowercase().contains("chunked"),
-            "unexpected chunked body"
-        );
-        Reply {
-            status,
-            body: body.to_owned(),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), attempt)
-        .await
-        .expect("GET within 30s")
-}
+pub use collex_tests::http::get;
 
 /// Polls `GET path` until it answers `status`, for at most `within`; returns how long it took.
 pub async fn wait_for_status(addr: SocketAddr, path: &str, status: u16, within: Duration) -> Duration {
@@ -221,17 +178,4 @@ pub async fn start(db: DbConfig) -> service::Running {
     service::start(app(db), Arc::new(service::NotWired))
         .await
         .expect("service starts")
-}
-
-/// A built binary of the workspace, found next to the test executable.
-pub fn binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p service` first (make test does)",
-        path.display()
-    );
-    path
 }
