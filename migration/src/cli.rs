@@ -334,7 +334,8 @@ pub fn print_status(report: &StatusReport, json: bool) {
 
 /// Prints `status` with the schema drift (JSON: a `drift` object next to the migrations).
 pub fn print_status_with_drift(report: &StatusReport, drift: Option<&Drift>, json: bool) {
-    let mut out = std::io::stdout().lock();
+    // One write for the whole table, not one per line (hundreds of migrations).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
         let mut value = serde_json::to_value(report).unwrap_or_default();
         if let (Some(d), Some(map)) = (drift, value.as_object_mut()) {
@@ -346,6 +347,7 @@ pub fn print_status_with_drift(report: &StatusReport, drift: Option<&Drift>, jso
         }
         let text = serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         let _ = writeln!(out, "{text}");
+        let _ = out.flush();
         return;
     }
     let name_w = report
@@ -398,6 +400,7 @@ pub fn print_status_with_drift(report: &StatusReport, drift: Option<&Drift>, jso
             }
         }
     }
+    let _ = out.flush();
 }
 
 /// `create --from-entities`: the shadow replay needs a PostgreSQL connection only when PostgreSQL is

@@ -54,8 +54,11 @@ pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, 
         })
 }
 
-/// Opens a plain pooled connection (no statistics), as the CLI needs: at most `DB_MAX_OPEN_CONNS`
-/// connections, `DB_CONN_ACQUIRE_TIMEOUT` to get one.
+/// Opens a plain pooled connection (no statistics), as the CLI needs, with `DB_CONN_ACQUIRE_TIMEOUT` to get
+/// one. PostgreSQL: ONE connection (the migration lock opens its own), never tested before use: a command
+/// runs its steps one after another, so a second connection would only be opened because sqlx returns a
+/// released connection to the pool in the background, and each one costs a server process and cold catalog
+/// caches. SQLite: at most `DB_MAX_OPEN_CONNS` connections.
 ///
 /// # Errors
 /// The driver's error when the database cannot be reached; it never contains the password.
@@ -63,7 +66,9 @@ pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
     let timeout = cfg.pool.acquire_timeout;
     match &cfg.target {
         DbTarget::Postgres(t) => PgPoolOptions::new()
-            .max_connections(cfg.pool.max_open.max(1))
+            .max_connections(1)
+            .min_connections(0)
+            .test_before_acquire(false)
             .acquire_timeout(timeout)
             .connect_with(pg_connect_options(t))
             .await
