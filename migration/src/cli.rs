@@ -250,7 +250,12 @@ async fn dispatch(
         }
         Command::Status { json, check } => {
             let report = migrator.status(db).await?;
-            let drift = crate::schema::check::drift_of(db, dir, &entity::registry::all()).await?;
+            // The files were read once already: their hand-written objects came with them.
+            let known = match migrator.set().hand_written_objects() {
+                Some(k) => std::borrow::Cow::Borrowed(k),
+                None => std::borrow::Cow::Owned(crate::schema::check::known_objects(dir)),
+            };
+            let drift = crate::schema::check::drift_with(db, &known, &entity::registry::all()).await?;
             print_status_with_drift(&report, Some(&drift), *json);
             if *check && (report.pending > 0 || report.problems > 0 || !drift.is_empty()) {
                 return Err(Failure {

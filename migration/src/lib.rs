@@ -32,7 +32,7 @@ pub use migrator::{
     DEFAULT_LOCK_TIMEOUT, Direction, DownTarget, Event, Migrator, Options, Problem, Reporter, RunReport,
     State, StatusEntry, StatusReport, Step, apply_pending,
 };
-pub use schema::check::drift_of;
+pub use schema::check::{drift_of, drift_with};
 pub use schema::diff::Drift;
 pub use schema::{Dialect, SchemaError};
 /// sea-orm-migration, for writing Rust migrations ([`sea_orm_migration::MigrationTrait`]) without another dependency.

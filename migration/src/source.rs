@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::MigrateError;
 use crate::schema::Dialect;
+use crate::schema::check;
+use crate::schema::diff::Known;
 use crate::statements::{self, Statement};
 
 /// First-line directive that runs a file outside a transaction (for `CREATE INDEX CONCURRENTLY`).
@@ -228,6 +230,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
 /// Every problem found, as one error or [`MigrateError::Invalid`]; [`MigrateError::Usage`] when `dialect`
 /// is `None` and the directory has variants.
 pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigration>, MigrateError> {
+    scan_dir(dir, dialect).map(|(migrations, _)| migrations)
+}
+
+/// [`load_dir_for`], plus the objects the hand-written files create (what
+/// [`crate::schema::check::known_objects`] finds), gathered from the files as they are read.
+fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, Known), MigrateError> {
+    let mut known = check::history_only();
     let entries = std::fs::read_dir(dir).map_err(|source| MigrateError::Directory {
         path: dir.to_owned(),
         source,
@@ -239,7 +248,14 @@ pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigra
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !name.ends_with(".sql") {
+        if !name.ends_with(".sql") {
+            continue;
+        }
+        if name.starts_with('.') {
+            // Not a migration, but drift knows what it creates (as `known_objects` does).
+            if let Ok(sql) = std::fs::read_to_string(entry.path()) {
+                check::add_created(&mut known, &sql, &statements::split(&sql));
+            }
             continue;
         }
         names.push(name);
@@ -271,7 +287,10 @@ pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigra
             continue;
         }
         let file = match SqlFile::read(&path, parsed.version) {
-            Ok(f) => Some(f),
+            Ok(f) => {
+                check::add_created(&mut known, &f.sql, &f.statements);
+                Some(f)
+            }
             Err(e) => {
                 errors.push(e);
                 None
@@ -344,7 +363,7 @@ pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigra
             rollback,
         });
     }
-    Ok(out)
+    Ok((out, known))
 }
 
 /// The stand-in for a per-backend migration without a variant for this backend: one harmless statement,
@@ -452,6 +471,8 @@ impl Migration {
 pub struct MigrationSet {
     migrations: Vec<Migration>,
     digits: usize,
+    /// What the hand-written files of the directory create, when loaded from one.
+    known: Option<Known>,
 }
 
 impl MigrationSet {
@@ -510,6 +531,7 @@ impl MigrationSet {
         Ok(Self {
             migrations: by_version.into_values().collect(),
             digits,
+            known: None,
         })
     }
 
@@ -518,7 +540,11 @@ impl MigrationSet {
     /// # Errors
     /// See [`load_dir`] and [`MigrationSet::new`].
     pub fn load(dir: &Path, rust: Vec<RustMigration>) -> Result<Self, MigrateError> {
-        Self::new(load_dir(dir)?, rust)
+        let (sql, known) = scan_dir(dir, None)?;
+        Ok(Self {
+            known: Some(known),
+            ..Self::new(sql, rust)?
+        })
     }
 
     /// Loads the SQL files of `dir` for `backend` (picking per-backend variants, see [`load_dir_for`]) and
@@ -533,7 +559,11 @@ impl MigrationSet {
     ) -> Result<Self, MigrateError> {
         let dialect =
             Dialect::of(backend).map_err(|_| MigrateError::UnsupportedBackend(format!("{backend:?}")))?;
-        Self::new(load_dir_for(dir, Some(dialect))?, rust)
+        let (sql, known) = scan_dir(dir, Some(dialect))?;
+        Ok(Self {
+            known: Some(known),
+            ..Self::new(sql, rust)?
+        })
     }
 
     /// The migrations in version order.
@@ -547,6 +577,14 @@ impl MigrationSet {
             .binary_search_by_key(&version, |m| m.version)
             .ok()
             .map(|i| &self.migrations[i])
+    }
+
+    /// The tables and indexes the hand-written files of the directory create (every `.sql` file without the
+    /// generated-file banner, other backends' variants included), plus the history table: what drift never
+    /// reports as extra, as [`crate::schema::check::known_objects`] finds them, gathered while loading.
+    /// `None` for a set not loaded from a directory ([`MigrationSet::new`]).
+    pub fn hand_written_objects(&self) -> Option<&Known> {
+        self.known.as_ref()
     }
 
     /// Width of version numbers in file names (at least 3).
