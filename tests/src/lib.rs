@@ -227,6 +227,20 @@ pub fn migrations_dir() -> PathBuf {
         .join("migrations")
 }
 
+/// Applies the repository's `migrations/` (with the Rust migrations, the variants of `db`'s backend and
+/// the default options) through the real runner: what `migration up` does.
+pub async fn apply_repo_migrations(
+    db: &DatabaseConnection,
+) -> Result<migration::RunReport, migration::MigrateError> {
+    migration::apply_pending(
+        db,
+        &migrations_dir(),
+        migration::rust_migrations(),
+        migration::Options::default(),
+    )
+    .await
+}
+
 /// A hash of every file name and content in `dir`, so a template is rebuilt when any migration changes.
 fn dir_hash(dir: &Path) -> String {
     use std::hash::{Hash, Hasher};
@@ -308,14 +322,7 @@ fn build_template() -> String {
             let db = Database::connect(opts)
                 .await
                 .expect("connect to the template database");
-            if let Err(e) = migration::apply_pending(
-                &db,
-                &dir,
-                migration::rust_migrations(),
-                migration::Options::default(),
-            )
-            .await
-            {
+            if let Err(e) = apply_repo_migrations(&db).await {
                 let _ = db.close().await;
                 let _ = admin
                     .execute_unprepared(&format!(r#"DROP DATABASE IF EXISTS "{building}" WITH (FORCE)"#))

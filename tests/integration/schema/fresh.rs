@@ -165,14 +165,9 @@ async fn the_audit_trail_records_raw_sql_changes_with_the_changed_columns() {
 #[tokio::test]
 async fn a_fresh_sqlite_database_migrated_up_has_no_drift_and_records_postgres_only_versions() {
     let db = super::support::sqlite().await;
-    let report = migration::apply_pending(
-        &db,
-        &collex_tests::migrations_dir(),
-        migration::rust_migrations(),
-        migration::Options::default(),
-    )
-    .await
-    .expect("up on SQLite");
+    let report = collex_tests::apply_repo_migrations(&db)
+        .await
+        .expect("up on SQLite");
     let labels: Vec<&str> = report.steps.iter().map(|s| s.label.as_str()).collect();
     assert!(labels[0].ends_with(".sqlite.sql"), "{labels:?}");
     assert!(labels[1].contains("no sqlite variant"), "{labels:?}");

@@ -155,13 +155,8 @@ async fn a_soft_deleted_users_email_can_be_registered_again_on_postgres() {
 #[tokio::test]
 async fn a_soft_deleted_users_email_can_be_registered_again_on_sqlite() {
     let db = super::support::sqlite().await;
-    migration::apply_pending(
-        &db,
-        &collex_tests::migrations_dir(),
-        migration::rust_migrations(),
-        migration::Options::default(),
-    )
-    .await
-    .expect("up on SQLite");
+    collex_tests::apply_repo_migrations(&db)
+        .await
+        .expect("up on SQLite");
     email_is_reusable_after_soft_delete(&db).await;
 }
