@@ -6,36 +6,16 @@ use sea_orm::DbBackend;
 
 use super::support::{TempDir, text};
 
-fn write(dir: &TempDir, name: &str, sql: &str) {
-    std::fs::write(dir.path().join(name), sql).expect("write migration");
-}
-
 fn variants_dir() -> TempDir {
     let dir = TempDir::new();
-    write(
-        &dir,
-        "001_base.sql",
-        "CREATE TABLE base (id integer PRIMARY KEY);",
-    );
-    write(&dir, "001_rollback.sql", "DROP TABLE base;");
-    write(
-        &dir,
-        "002_kind.postgres.sql",
-        "CREATE TABLE kind_pg (id integer);",
-    );
-    write(&dir, "002_rollback.postgres.sql", "DROP TABLE kind_pg;");
-    write(
-        &dir,
-        "002_kind.sqlite.sql",
-        "CREATE TABLE kind_lite (id integer);",
-    );
-    write(&dir, "002_rollback.sqlite.sql", "DROP TABLE kind_lite;");
-    write(
-        &dir,
-        "003_pg_only.postgres.sql",
-        "CREATE TABLE pg_only (id integer);",
-    );
-    write(&dir, "003_rollback.postgres.sql", "DROP TABLE pg_only;");
+    dir.write("001_base.sql", "CREATE TABLE base (id integer PRIMARY KEY);");
+    dir.write("001_rollback.sql", "DROP TABLE base;");
+    dir.write("002_kind.postgres.sql", "CREATE TABLE kind_pg (id integer);");
+    dir.write("002_rollback.postgres.sql", "DROP TABLE kind_pg;");
+    dir.write("002_kind.sqlite.sql", "CREATE TABLE kind_lite (id integer);");
+    dir.write("002_rollback.sqlite.sql", "DROP TABLE kind_lite;");
+    dir.write("003_pg_only.postgres.sql", "CREATE TABLE pg_only (id integer);");
+    dir.write("003_rollback.postgres.sql", "DROP TABLE pg_only;");
     dir
 }
 
@@ -85,7 +65,7 @@ fn variants_are_validated_and_need_a_backend() {
     let err = MigrationSet::load(dir.path(), Vec::new()).expect_err("no backend given");
     assert!(err.to_string().contains("per-backend variants"), "{err}");
 
-    write(&dir, "002_kind.sql", "SELECT 1;");
+    dir.write("002_kind.sql", "SELECT 1;");
     let err = MigrationSet::load_for(dir.path(), Vec::new(), DbBackend::Sqlite).expect_err("mixed");
     assert!(
         err.to_string()
@@ -94,7 +74,7 @@ fn variants_are_validated_and_need_a_backend() {
     );
     std::fs::remove_file(dir.path().join("002_kind.sql")).expect("remove");
 
-    write(&dir, "004_rollback.sqlite.sql", "SELECT 1;");
+    dir.write("004_rollback.sqlite.sql", "SELECT 1;");
     let err = MigrationSet::load_for(dir.path(), Vec::new(), DbBackend::Postgres).expect_err("orphan");
     assert!(
         matches!(err, MigrateError::RollbackWithoutForward { version: 4, .. }),
