@@ -10,6 +10,7 @@ use entity::prelude::*;
 use entity::{businesses, users};
 use sea_orm::{ActiveValue::Set, TransactionSession, TransactionTrait};
 use service::Pool;
+use tokio::task::JoinHandle;
 
 use super::support::{eventually, pg_config};
 
@@ -46,6 +47,18 @@ async fn seed(pool: &Pool) -> uuid::Uuid {
     shop.id
 }
 
+/// Counts the shop's users through `Repo` on `pool.db()` in a task of its own, so the test can watch it wait.
+fn spawn_count_users(pool: &Pool, shop: uuid::Uuid) -> JoinHandle<Result<usize, EntityError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        Users::repo(pool.db(), Ctx::new().business(shop))
+            .expect("scoped")
+            .list()
+            .await
+            .map(|rows| rows.len())
+    })
+}
+
 #[tokio::test]
 async fn repo_queries_on_pool_db_count_their_waits_and_time_out_with_the_pools_error() {
     let db = PgTestDb::migrated().await;
@@ -60,16 +73,7 @@ async fn repo_queries_on_pool_db_count_their_waits_and_time_out_with_the_pools_e
 
     // Every connection taken: a Repo query must wait at the gate, visibly.
     let held = futures::future::join_all([pool.acquire(), pool.acquire()]).await;
-    let query = tokio::spawn({
-        let pool = pool.clone();
-        async move {
-            Users::repo(pool.db(), Ctx::new().business(shop))
-                .expect("scoped")
-                .list()
-                .await
-                .map(|rows| rows.len())
-        }
-    });
+    let query = spawn_count_users(&pool, shop);
     eventually(BOUND, "the Repo query is counted as waiting", || {
         pool.stats().wait_count == 1 && pool.counters().pending() == 1
     })
@@ -125,16 +129,7 @@ async fn a_transaction_on_pool_db_holds_its_permit_until_it_commits() {
         .expect("query inside the transaction");
     assert_eq!(in_txn.len(), 1);
 
-    let outside = tokio::spawn({
-        let pool = pool.clone();
-        async move {
-            Users::repo(pool.db(), Ctx::new().business(shop))
-                .expect("scoped")
-                .list()
-                .await
-                .map(|rows| rows.len())
-        }
-    });
+    let outside = spawn_count_users(&pool, shop);
     eventually(BOUND, "a query outside the open transaction waits", || {
         pool.stats().wait_count == 1
     })
