@@ -224,22 +224,24 @@ impl std::fmt::Debug for DbTransaction {
 }
 
 impl DbTransaction {
-    /// Runs `callback` inside this transaction: commits on `Ok`, rolls back on `Err`.
-    async fn run<F, T, E>(self, callback: F) -> Result<T, TransactionError<E>>
+    /// Runs `callback` inside the transaction `begun` opened: commits on `Ok`, rolls back on `Err`. A `BEGIN`
+    /// that failed is [`TransactionError::Connection`], as in SeaORM's own `transaction`.
+    async fn run<F, T, E>(begun: Result<Self, DbErr>, callback: F) -> Result<T, TransactionError<E>>
     where
         F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let outcome = callback(&self).await;
+        let txn = begun.map_err(TransactionError::Connection)?;
+        let outcome = callback(&txn).await;
         match outcome {
             Ok(v) => {
-                self.commit().await.map_err(TransactionError::Connection)?;
+                txn.commit().await.map_err(TransactionError::Connection)?;
                 Ok(v)
             }
             Err(e) => {
-                self.rollback().await.map_err(TransactionError::Connection)?;
+                txn.rollback().await.map_err(TransactionError::Connection)?;
                 Err(TransactionError::Transaction(e))
             }
         }
@@ -353,8 +355,7 @@ impl TransactionTrait for Db {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let txn = self.begin().await.map_err(TransactionError::Connection)?;
-        txn.run(callback).await
+        DbTransaction::run(self.begin().await, callback).await
     }
 
     async fn transaction_with_config<F, T, E>(
@@ -369,11 +370,8 @@ impl TransactionTrait for Db {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
-            .await
-            .map_err(TransactionError::Connection)?;
-        txn.run(callback).await
+        let begun = self.begin_with_config(isolation_level, access_mode).await;
+        DbTransaction::run(begun, callback).await
     }
 }
 
@@ -404,8 +402,7 @@ impl TransactionTrait for DbTransaction {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let txn = self.begin().await.map_err(TransactionError::Connection)?;
-        txn.run(callback).await
+        DbTransaction::run(self.begin().await, callback).await
     }
 
     async fn transaction_with_config<F, T, E>(
@@ -420,10 +417,7 @@ impl TransactionTrait for DbTransaction {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
-            .await
-            .map_err(TransactionError::Connection)?;
-        txn.run(callback).await
+        let begun = self.begin_with_config(isolation_level, access_mode).await;
+        DbTransaction::run(begun, callback).await
     }
 }
