@@ -8,7 +8,10 @@ use std::time::Duration;
 use collex_tests::PgTestDb;
 use entity::prelude::*;
 use entity::{businesses, users};
-use sea_orm::{ActiveValue::Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, IsolationLevel, Statement, TransactionError,
+    TransactionSession, TransactionTrait,
+};
 use service::Pool;
 use tokio::task::JoinHandle;
 
@@ -142,5 +145,60 @@ async fn a_transaction_on_pool_db_holds_its_permit_until_it_commits() {
     let rows = outside.await.expect("query task").expect("runs after the commit");
     assert_eq!(rows, 1);
     assert_eq!(pool.counters().pending(), 0);
+    pool.close().await;
+}
+
+/// Whether `table` exists, asked through the gated connection.
+async fn table_exists(pool: &Pool, table: &str) -> bool {
+    let row = pool
+        .db()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT to_regclass('{table}')::text"),
+        ))
+        .await
+        .expect("to_regclass runs")
+        .expect("one row");
+    row.try_get_by_index::<Option<String>>(0)
+        .expect("a text column")
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_transaction_callback_on_pool_db_commits_on_ok_and_rolls_back_on_err() {
+    let db = PgTestDb::new().await;
+    let pool = pool(&db, 1, Duration::from_secs(10));
+
+    let failed = pool
+        .db()
+        .transaction::<_, (), DbErr>(|txn| {
+            Box::pin(async move {
+                txn.execute_unprepared("CREATE TABLE undone (id integer)").await?;
+                Err(DbErr::Custom("the callback fails".into()))
+            })
+        })
+        .await;
+    assert!(
+        matches!(failed, Err(TransactionError::Transaction(_))),
+        "{failed:?}"
+    );
+    assert!(!table_exists(&pool, "undone").await, "rolled back");
+
+    pool.db()
+        .transaction_with_config::<_, (), DbErr>(
+            |txn| {
+                Box::pin(async move {
+                    txn.execute_unprepared("CREATE TABLE kept (id integer)").await?;
+                    Ok(())
+                })
+            },
+            Some(IsolationLevel::Serializable),
+            None,
+        )
+        .await
+        .expect("the callback succeeds");
+    assert!(table_exists(&pool, "kept").await, "committed");
+    assert_eq!(pool.counters().pending(), 0);
+    assert_eq!(pool.stats().wait_count, 0, "each permit was released");
     pool.close().await;
 }
