@@ -192,15 +192,57 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
             .ignore_missing(*ignore_missing)
             .retry_failed(*retry_failed);
     }
-    // Validate every file before touching the database.
-    let set = MigrationSet::load_for(&dir, crate::rust_migrations(), backend(cfg))?;
+    // Validate every file before touching the database. On PostgreSQL the connection is opened meanwhile
+    // (opening one changes nothing, and the server's start-up of a session overlaps reading the files); it is
+    // dropped unused when validation fails. SQLite connects afterwards: connecting creates a missing file.
+    let connect_err = |e: sea_orm::DbErr| Failure {
+        code: EXIT_FAILED,
+        message: format!("cannot connect to the database: {e}"),
+    };
+    let (set, db) = match &cfg.target {
+        crate::config::DbTarget::Postgres(_) => {
+            let connecting = tokio::spawn({
+                let cfg = cfg.clone();
+                async move { crate::db::connect(&cfg).await }
+            });
+            let loading = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                let backend = backend(cfg);
+                move || MigrationSet::load_for(&dir, crate::rust_migrations(), backend)
+            });
+            let set = match loading.await {
+                Ok(Ok(set)) => set,
+                Ok(Err(e)) => {
+                    connecting.abort();
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    connecting.abort();
+                    return Err(Failure {
+                        code: EXIT_FAILED,
+                        message: format!("reading the migration files failed: {e}"),
+                    });
+                }
+            };
+            let db = match connecting.await {
+                Ok(r) => r.map_err(connect_err)?,
+                Err(e) => {
+                    return Err(Failure {
+                        code: EXIT_FAILED,
+                        message: format!("cannot connect to the database: {e}"),
+                    });
+                }
+            };
+            (set, db)
+        }
+        crate::config::DbTarget::Sqlite(_) => {
+            let set = MigrationSet::load_for(&dir, crate::rust_migrations(), backend(cfg))?;
+            (set, crate::db::connect(cfg).await.map_err(connect_err)?)
+        }
+    };
     let migrator = Migrator::new(set)
         .with_options(options)
         .with_reporter(Arc::new(print_event));
-    let db = crate::db::connect(cfg).await.map_err(|e| Failure {
-        code: EXIT_FAILED,
-        message: format!("cannot connect to the database: {e}"),
-    })?;
 
     let result = dispatch(&cli.command, &migrator, &db, &dir).await;
     let _ = db.close().await;

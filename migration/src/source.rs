@@ -323,7 +323,11 @@ fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, 
     let versions: BTreeSet<u64> = forwards.keys().map(|(v, _)| *v).collect();
     let mut out = Vec::with_capacity(versions.len());
     for version in versions {
-        let has_variants = forwards.keys().any(|(v, d)| *v == version && d.is_some());
+        // Keys sort by version, then `None` before the variants: one look past `(version, None)`.
+        let has_variants = forwards
+            .range((version, Some(Dialect::Postgres))..)
+            .next()
+            .is_some_and(|((v, _), _)| *v == version);
         let key = if has_variants {
             let Some(d) = dialect else {
                 return Err(MigrateError::Usage(format!(
