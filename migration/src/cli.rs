@@ -348,7 +348,8 @@ fn print_event(event: &Event<'_>) {
             ))
         ),
         Event::Plan { direction, steps } => {
-            let mut out = std::io::stdout().lock();
+            // One write for the whole plan (hundreds of lines).
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let head = match direction {
                 Direction::Up => format!("applying {} migration(s):", steps.len()),
                 Direction::Down => format!("rolling back {} migration(s), newest first:", steps.len()),
@@ -357,6 +358,7 @@ fn print_event(event: &Event<'_>) {
             for (v, label) in *steps {
                 let _ = writeln!(out, "  {v:03}  {label}");
             }
+            let _ = out.flush();
         }
         Event::Done {
             direction,
