@@ -7,7 +7,8 @@
 
 use std::str::FromStr;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sea_orm::sqlx::Connection as _;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector, SqlxSqliteConnector};
 
@@ -65,21 +66,47 @@ pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, 
 pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
     let timeout = cfg.pool.acquire_timeout;
     match &cfg.target {
-        DbTarget::Postgres(t) => PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .test_before_acquire(false)
-            .acquire_timeout(timeout)
-            .connect_with(pg_connect_options(t))
-            .await
-            .map(SqlxPostgresConnector::from_sqlx_postgres_pool)
-            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))),
+        DbTarget::Postgres(t) => {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .test_before_acquire(false)
+                .acquire_timeout(timeout)
+                .connect_with(pg_connect_options(t));
+            tokio::pin!(pool);
+            // sqlx retries a refused or unreachable server until the acquire timeout (30 s by default) and
+            // then reports only "pool timed out". When the pool is not up quickly, one direct attempt tells
+            // the real reason at once; the healthy path pays nothing for it.
+            let pooled = tokio::select! {
+                r = &mut pool => r,
+                () = tokio::time::sleep(DIAGNOSE_AFTER) => {
+                    match PgConnection::connect_with(&pg_connect_options(t)).await {
+                        Ok(probe) => {
+                            let _ = probe.close().await;
+                            pool.await
+                        }
+                        Err(e) => return Err(conn_err(&cfg.target, e)),
+                    }
+                }
+            };
+            pooled
+                .map(SqlxPostgresConnector::from_sqlx_postgres_pool)
+                .map_err(|e| conn_err(&cfg.target, e))
+        }
         DbTarget::Sqlite(t) => SqlitePoolOptions::new()
             .max_connections(cfg.pool.max_open.max(1))
             .acquire_timeout(timeout)
             .connect_with(sqlite_connect_options(t)?)
             .await
             .map(SqlxSqliteConnector::from_sqlx_sqlite_pool)
-            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))),
+            .map_err(|e| conn_err(&cfg.target, e)),
     }
+}
+
+/// How long the CLI's pool may take to connect before a direct attempt diagnoses why it does not.
+const DIAGNOSE_AFTER: std::time::Duration = std::time::Duration::from_millis(750);
+
+/// A connection error that names the (password-free) target it was for.
+fn conn_err(target: &DbTarget, e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("{target}: {e}")))
 }

@@ -291,3 +291,26 @@ async fn usage_errors_exit_with_2() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("has no letters or digits"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_with_its_reason_and_target_not_as_a_pool_timeout() {
+    let dir = MigDir::new();
+    dir.tables(1);
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("postgres://postgres:s3cret-pw@127.0.0.1:{port}/collex?sslmode=disable");
+    let out = run(&url, dir.path(), &["status"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}/collex")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pool timed out"), "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cret-pw"), "{}", out.stderr);
+}
