@@ -1,18 +1,4 @@
-//! The `migration` crate: configuration, connection and the Collex migrator.
-//!
-//! The migrator runs hand-written SQL pairs (`NNN_description.sql` + `NNN_rollback.sql` in `DB_MIGRATE_PATH`)
-//! and Rust migrations ([`rust_migrations`]) as one plan ordered by version, keeps its own history table
-//! (`collex_migrations`: checksum, duration, who, success), serialises runners with a PostgreSQL advisory lock,
-//! and runs each migration in its own transaction on PostgreSQL and SQLite.
-//!
-//! ```no_run
-//! # async fn example(db: &sea_orm::DatabaseConnection) -> Result<(), migration::MigrateError> {
-//! use migration::{MigrationSet, Migrator, Options};
-//! let set = MigrationSet::load("migrations".as_ref(), migration::rust_migrations())?;
-//! let report = Migrator::new(set).with_options(Options::default()).up(db, None).await?;
-//! println!("{} applied", report.steps.len());
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod auto;
 pub mod cli;
