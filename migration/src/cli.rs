@@ -21,7 +21,7 @@ use crate::schema::diff::Drift;
 /// Exit code of `status --check` when something is pending, has a problem, or the schema drifted.
 pub const EXIT_CHECK: i32 = 3;
 use crate::migrator::{Direction, DownTarget, Event, Migrator, Options, State, StatusReport};
-use crate::source::{self, MigrationSet};
+use crate::source::MigrationSet;
 
 /// Runs Collex database migrations.
 #[derive(Debug, Parser)]
@@ -538,20 +538,7 @@ pub fn create(dir: &Path, description: &str) -> Result<(PathBuf, PathBuf), Migra
         file: dir.to_owned(),
         source,
     })?;
-    let mut max = 0u64;
-    let mut digits = 3usize;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if let Some(p) = source::parse_file_name(&e.file_name().to_string_lossy()) {
-                max = max.max(p.version);
-                digits = digits.max(p.digits);
-            }
-        }
-    }
-    for r in crate::rust_migrations() {
-        max = max.max(r.version);
-    }
-    let version = max + 1;
+    let (version, digits) = crate::schema::from_entities::next_version(dir);
     let nnn = format!("{version:0digits$}");
     let title = description
         .split_whitespace()

@@ -315,7 +315,9 @@ fn render(head: &Head, rollback: bool, dialect: Dialect, parts: &[(String, Vec<S
     out
 }
 
-fn next_version(dir: &Path) -> (u64, usize) {
+/// The version after the highest one among the files in `dir` and the Rust migrations, and the number of
+/// digits the existing names use (at least 3).
+pub(crate) fn next_version(dir: &Path) -> (u64, usize) {
     let mut max = 0u64;
     let mut digits = 3usize;
     if let Ok(entries) = std::fs::read_dir(dir) {
