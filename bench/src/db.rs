@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Schema, sqlx::Row as _};
 use uuid::Uuid;
 
+pub use migration::config::{redact_url as redact, with_database};
+
 use crate::report::Report;
 use crate::tools;
 
@@ -29,38 +31,6 @@ pub fn sslmode_disable(url: &str) -> String {
         .collect();
     params.push("sslmode=disable");
     format!("{base}?{}", params.join("&"))
-}
-
-/// Replaces the database name (the URL path) in a PostgreSQL URL, keeping the query string.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let prefix_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[prefix_end..].find('/') {
-        Some(slash) => &base[..prefix_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-/// The URL with any password replaced by `***`, for printing.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_owned(),
-    }
 }
 
 /// A connection with a fixed pool size and no statement logging.

@@ -21,6 +21,7 @@ use crate::schema::diff::Drift;
 /// Exit code of `status --check` when something is pending, has a problem, or the schema drifted.
 pub const EXIT_CHECK: i32 = 3;
 use crate::migrator::{Direction, DownTarget, Event, Migrator, Options, State, StatusReport};
+use crate::schema::from_entities::{next_version, slug, title, write_new};
 use crate::source::MigrationSet;
 
 /// Runs Collex database migrations.
@@ -538,18 +539,9 @@ pub fn create(dir: &Path, description: &str) -> Result<(PathBuf, PathBuf), Migra
         file: dir.to_owned(),
         source,
     })?;
-    let (version, digits) = crate::schema::from_entities::next_version(dir);
+    let (version, digits) = next_version(dir);
     let nnn = format!("{version:0digits$}");
-    let title = description
-        .split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let title = title(description);
     let description = description.trim();
     let created = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     let forward = dir.join(format!("{nnn}_{slug}.sql"));
@@ -568,34 +560,6 @@ pub fn create(dir: &Path, description: &str) -> Result<(PathBuf, PathBuf), Migra
         return Err(e);
     }
     Ok((forward, rollback))
-}
-
-fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|source| MigrateError::Write {
-            file: path.to_owned(),
-            source,
-        })?;
-    f.write_all(text.as_bytes())
-        .map_err(|source| MigrateError::Write {
-            file: path.to_owned(),
-            source,
-        })
-}
-
-fn slug(description: &str) -> String {
-    let mut out = String::new();
-    for c in description.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') && !out.is_empty() {
-            out.push('_');
-        }
-    }
-    out.trim_end_matches('_').to_owned()
 }
 
 /// The backend the configuration points at (known before connecting, so files are validated first).

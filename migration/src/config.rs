@@ -666,6 +666,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Replaces the database name (the URL path) in a PostgreSQL URL, keeping the query string: how tests and
+/// benchmarks reach the throwaway databases they create next to an admin URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[prefix_end..].find('/') {
+        Some(slash) => &base[..prefix_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
 /// Replaces the password of a URL-like string with `***`, also when the string is not a valid URL.
 pub fn redact_url(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {

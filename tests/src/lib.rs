@@ -9,6 +9,8 @@
 //! with a clean environment ([`clean_command`]) and a minimal HTTP client ([`http`]).
 
 use std::path::{Path, PathBuf};
+
+pub use migration::config::{redact_url as redact, with_database};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -21,23 +23,6 @@ pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/
 /// The admin URL of the test cluster.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
-}
-
-/// Replaces the database name (the URL path) in a PostgreSQL URL, keeping the query string.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let prefix_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[prefix_end..].find('/') {
-        Some(slash) => &base[..prefix_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -158,22 +143,6 @@ pub async fn admin_connection() -> DatabaseConnection {
              cluster if one is installed) or set TEST_DATABASE_URL to a server where user may CREATE DATABASE.",
             redact(&admin_url())
         ),
-    }
-}
-
-/// Hides the password of a URL for messages.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_owned(),
     }
 }
 

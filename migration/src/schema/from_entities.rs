@@ -334,7 +334,8 @@ pub(crate) fn next_version(dir: &Path) -> (u64, usize) {
     (max + 1, digits)
 }
 
-fn title(description: &str) -> String {
+/// `add user prefs` -> `Add User Prefs`, for the `-- Migration:` header.
+pub(crate) fn title(description: &str) -> String {
     description
         .split_whitespace()
         .map(|w| {
@@ -347,7 +348,8 @@ fn title(description: &str) -> String {
         .join(" ")
 }
 
-fn slug(description: &str) -> String {
+/// `Add user prefs!` -> `add_user_prefs`, for the file name.
+pub(crate) fn slug(description: &str) -> String {
     let mut out = String::new();
     for c in description.trim().chars() {
         if c.is_ascii_alphanumeric() {
@@ -359,7 +361,8 @@ fn slug(description: &str) -> String {
     out.trim_end_matches('_').to_owned()
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
+/// Writes a new file; an existing one is never overwritten.
+pub(crate) fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
     let err = |source| MigrateError::Write {
         file: path.to_owned(),
         source,
