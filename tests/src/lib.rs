@@ -303,8 +303,20 @@ fn build_template() -> String {
                 .execute_unprepared(&format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#))
                 .await
                 .expect("rename the template database");
+            // When it was built, so another checkout's test run (other migrations, other hash) running at the
+            // same time keeps its template: only templates unused for a while are dropped as stale.
             drop_stale_templates(&admin, &name).await;
         }
+        // When it was last taken into use, so another checkout's test run (other migrations, other hash) at
+        // the same time keeps its template: only templates unused for a while are dropped as stale.
+        let _ = admin
+            .execute_unprepared(&format!(
+                r#"COMMENT ON DATABASE "{name}" IS 'collex test template used at {}'"#,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            ))
+            .await;
         let _ = admin
             .execute_unprepared(&format!("SELECT pg_advisory_unlock({KEY})"))
             .await;
@@ -313,13 +325,17 @@ fn build_template() -> String {
     })
 }
 
-/// Drops templates built from earlier migrations contents, so they do not pile up across runs. Without
-/// `FORCE`: a template another process is cloning right now stays, and is dropped by a later run.
+/// Drops templates of other migrations contents that no test run took into use for two hours, so they do not pile up
+/// across runs while a concurrent run from another checkout keeps its own. Without `FORCE`: a template
+/// another process is cloning right now stays, and is dropped by a later run.
 async fn drop_stale_templates(admin: &DatabaseConnection, keep: &str) {
     let Ok(rows) = admin
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT datname FROM pg_database WHERE datname LIKE 'collex\\_tpl\\_%' AND datname NOT LIKE '%\\_building\\_%'"
+            "SELECT datname FROM pg_database d WHERE datname LIKE 'collex\\_tpl\\_%' \
+             AND datname NOT LIKE '%\\_building\\_%' \
+             AND coalesce(substring(shobj_description(d.oid, 'pg_database') FROM 'used at ([0-9]+)')::bigint, 0) \
+                 < extract(epoch FROM now())::bigint - 7200"
                 .to_owned(),
         ))
         .await
