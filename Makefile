@@ -8,12 +8,12 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 run: ## build and start the service (SQLite ./collex.db unless DATABASE_URL or DB_* say otherwise)
-	$(CARGO) run -p service --bin service
+	$(CARGO) run -p service-bin --bin service
 
 test: ## every test: unit, SQLite, and real PostgreSQL at TEST_DATABASE_URL
 	@bash scripts/ensure-postgres.sh
 	$(CARGO) build --workspace --bins
-	$(CARGO) run -q -p service --bin export_types -- --check
+	$(CARGO) run -q -p service-bin --bin export_types -- --check
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -26,7 +26,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 types: ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
-	$(CARGO) run -q -p service --bin export_types
+	$(CARGO) run -q -p service-bin --bin export_types
 
 # The migration CLI, with the service's database configuration (DATABASE_URL, else DB_*, else SQLite ./collex.db).
 MIGRATION ?= $(CARGO) run -q -p migration --bin migration --
@@ -53,5 +53,5 @@ BENCH_TARGET := $(or $(CARGO_TARGET_DIR),target)
 bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
 	@bash scripts/ensure-postgres.sh
 	@bash bench/tools.sh
-	$(CARGO) build --release -p collex-bench -p migration -p service --bin collex-bench --bin migration --bin service
+	$(CARGO) build --release -p collex-bench -p migration -p service-bin --bin collex-bench --bin migration --bin service
 	$(BENCH_TARGET)/release/collex-bench run --bin-dir $(BENCH_TARGET)/release --out bench/results.json --markdown bench/results.md

@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Schema, sqlx::Row as _};
 use uuid::Uuid;
 
-pub use migration::config::{redact_url as redact, with_database};
+pub use config::redact_url as redact;
+use config::with_database;
 
 use crate::report::Report;
 use crate::tools;
@@ -22,15 +23,24 @@ pub const USERS: u32 = 100_000;
 /// Soft-deleted rows at the end of the id range; reads sample `1..=USERS-DELETED` only.
 pub const DELETED: u32 = 1_000;
 
-/// `url` with `sslmode=disable`, replacing any `sslmode` it had (NOTES.md: TLS moves pgbench by ~30%).
-pub fn sslmode_disable(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut params: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("sslmode="))
+/// `url` with `sslmode=disable`, replacing any `sslmode` it had: TLS on this machine's PostgreSQL costs about
+/// 30 % of pgbench's throughput, so every side of a comparison runs without it.
+///
+/// # Errors
+/// When `url` is not a URL.
+pub fn sslmode_disable(url: &str) -> anyhow::Result<String> {
+    let mut u =
+        url::Url::parse(url).with_context(|| format!("TEST_DATABASE_URL is not a URL: {}", redact(url)))?;
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "sslmode")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    params.push("sslmode=disable");
-    format!("{base}?{}", params.join("&"))
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("sslmode", "disable");
+    Ok(u.into())
 }
 
 /// A connection with a fixed pool size and no statement logging.
@@ -61,7 +71,7 @@ impl Databases {
     /// When PostgreSQL does not answer.
     pub async fn connect() -> anyhow::Result<Self> {
         let raw = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-        let admin_url = sslmode_disable(&raw);
+        let admin_url = sslmode_disable(&raw)?;
         let admin = connect(&admin_url, 1).await.context(
             "PostgreSQL must answer at TEST_DATABASE_URL (run scripts/ensure-postgres.sh or set the variable)",
         )?;
@@ -91,7 +101,7 @@ impl Databases {
         {
             created.push(name.clone());
         }
-        Ok(with_database(&self.admin_url, &name))
+        Ok(with_database(&self.admin_url, &name)?)
     }
 
     /// One value of a query on the admin database (e.g. `SELECT version()`).
@@ -142,8 +152,8 @@ pub fn business_id(i: u32) -> Uuid {
 /// Creates the read/update database, its schema and data.
 ///
 /// The schema comes from the release `migration` binary (`migration up` with the committed migrations) when
-/// it makes the `users` table; otherwise from SeaORM's `Schema::create_table_from_entity` for each entry of
-/// `entity::registry::all()`, as the lead asked until the schema migrations land.
+/// it makes the `users` table; otherwise (no release binary, or it failed, which the report notes) from SeaORM's
+/// `Schema::create_table_from_entity` for each entry of `entity::registry::all()`.
 ///
 /// # Errors
 /// Database errors, or when `pgbench -i` fails.
@@ -247,53 +257,10 @@ async fn load(db: &DatabaseConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// MD5 (RFC 1321), so the client and pgbench's script derive the same UUIDs without another dependency.
+/// MD5 (RFC 1321), so the client and pgbench's script derive the same UUIDs.
 fn md5(input: &[u8]) -> [u8; 16] {
-    const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-        5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15,
-        21, 6, 10, 15, 21, 6, 10, 15, 21,
-    ];
-    let k: Vec<u32> = (0..64)
-        .map(|i: i32| (f64::from(i + 1).sin().abs() * 4_294_967_296.0) as u32)
-        .collect();
-    let mut msg = input.to_vec();
-    let bit_len = (input.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_le_bytes());
-    let (mut a0, mut b0, mut c0, mut d0) = (0x6745_2301u32, 0xefcd_ab89u32, 0x98ba_dcfeu32, 0x1032_5476u32);
-    for chunk in msg.chunks(64) {
-        let m: Vec<u32> = chunk
-            .chunks(4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-            .collect();
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
-            a = d;
-            d = c;
-            c = b;
-            b = b.wrapping_add(f.rotate_left(S[i]));
-        }
-        a0 = a0.wrapping_add(a);
-        b0 = b0.wrapping_add(b);
-        c0 = c0.wrapping_add(c);
-        d0 = d0.wrapping_add(d);
-    }
-    let mut out = [0u8; 16];
-    for (i, w) in [a0, b0, c0, d0].iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    out
+    use md5::Digest as _;
+    md5::Md5::digest(input).into()
 }
 
 #[cfg(test)]
@@ -316,11 +283,11 @@ mod tests {
     #[test]
     fn sslmode_is_forced_to_disable() {
         assert_eq!(
-            sslmode_disable("postgres://h/db"),
+            sslmode_disable("postgres://h/db").expect("a URL"),
             "postgres://h/db?sslmode=disable"
         );
         assert_eq!(
-            sslmode_disable("postgres://h/db?sslmode=require&application_name=x"),
+            sslmode_disable("postgres://h/db?sslmode=require&application_name=x").expect("a URL"),
             "postgres://h/db?application_name=x&sslmode=disable"
         );
     }

@@ -16,7 +16,6 @@ use entity::registry::EntityMeta;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde::Serialize;
 
-use crate::config::DbConfig;
 use crate::ledger::Pool;
 use crate::lock::PgLock;
 use crate::migrator::{Migrator, Options, RunReport};
@@ -24,6 +23,7 @@ use crate::schema::check::known_objects;
 use crate::schema::diff::{self, Change};
 use crate::schema::{Dialect, SchemaError, ddl, generate, introspect};
 use crate::source::MigrationSet;
+use config::DbConfig;
 
 /// One change auto-migrate applied, with the statements it ran.
 #[derive(Debug, Clone, Serialize)]

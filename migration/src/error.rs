@@ -1,4 +1,4 @@
-//! Everything that can stop the migrator, as one typed error, and the CLI exit code each maps to.
+//! Everything that can stop the migrator, as one typed error. Which exit code each gets is the binary's call.
 //!
 //! Validation variants name the file and say what was expected; [`MigrateError::Failed`] names the file, the
 //! statement and the database's message with its line. Nothing here formats a connection URL, so no password
@@ -6,11 +6,6 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Exit code of the CLI when a migration (or the database under it) failed.
-pub const EXIT_FAILED: i32 = 1;
-/// Exit code of the CLI for usage, configuration and validation errors: nothing was changed.
-pub const EXIT_USAGE: i32 = 2;
 
 /// An error of the migrator.
 #[derive(Debug, thiserror::Error)]
@@ -262,15 +257,6 @@ fn shorten(statement: &str) -> String {
 }
 
 impl MigrateError {
-    /// The CLI exit code: [`EXIT_FAILED`] when a migration or the database failed while running,
-    /// [`EXIT_USAGE`] for usage, configuration and validation errors (which change nothing).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Failed { .. } | Self::Database { .. } | Self::LockTimeout { .. } => EXIT_FAILED,
-            _ => EXIT_USAGE,
-        }
-    }
-
     /// Builds [`MigrateError::Database`] from any driver error.
     pub(crate) fn db(context: &'static str, err: impl std::fmt::Display) -> Self {
         Self::Database {

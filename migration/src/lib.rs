@@ -1,9 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auto;
-pub mod cli;
-pub mod config;
-pub mod db;
+pub mod create;
 pub mod error;
 pub mod ledger;
 pub mod lock;
@@ -13,6 +11,7 @@ pub mod source;
 pub mod statements;
 
 pub use auto::{AutoReport, auto_migrate, auto_migrate_with};
+pub use create::create;
 pub use error::MigrateError;
 pub use migrator::{
     DEFAULT_LOCK_TIMEOUT, Direction, DownTarget, Event, Migrator, Options, Problem, Reporter, RunReport,

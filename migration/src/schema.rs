@@ -233,15 +233,6 @@ impl SchemaError {
             message: err.to_string(),
         }
     }
-
-    /// The CLI exit code (see [`crate::error`]).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Migrate(e) => e.exit_code(),
-            Self::Database { .. } | Self::Shadow { .. } => crate::error::EXIT_FAILED,
-            _ => crate::error::EXIT_USAGE,
-        }
-    }
 }
 
 /// A column type in canonical form: lower case, PostgreSQL's long names shortened to the ones the generator

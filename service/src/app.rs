@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use migration::config::{AppConfig, DbTarget};
+use config::{AppConfig, DbTarget, ServerAddr};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -150,11 +150,11 @@ pub enum StartError {
     /// The pool could not be built.
     #[error("cannot build the database pool: {0}")]
     Pool(#[from] PoolError),
-    /// The address is taken or not ours.
+    /// The address is taken or not ours, or its host name does not resolve.
     #[error("cannot listen on {addr} (SERVER_ADDR): {source}")]
     Bind {
         /// `SERVER_ADDR`.
-        addr: SocketAddr,
+        addr: ServerAddr,
         /// The OS error.
         source: std::io::Error,
     },
@@ -202,16 +202,20 @@ impl std::fmt::Debug for Running {
 /// [`StartError`] when the pool cannot be built or the address cannot be bound.
 pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result<Running, StartError> {
     let pool = Pool::new(&config.db)?;
-    let listener = tokio::net::TcpListener::bind(config.server_addr)
+    // A host name is resolved here, and the first of its addresses that binds is used.
+    let listener = tokio::net::TcpListener::bind(config.server_addr.as_pair())
         .await
         .map_err(|source| StartError::Bind {
-            addr: config.server_addr,
+            addr: config.server_addr.clone(),
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server_addr,
+        addr: config.server_addr.clone(),
         source,
     })?;
+    for w in &config.db.warnings {
+        tracing::warn!("{w}");
+    }
     let p = &config.db.pool;
     tracing::info!(
         database = %config.db,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::pool::Db;
 use async_trait::async_trait;
-use migration::config::DbConfig;
+use config::DbConfig;
 use serde::Serialize;
 
 /// Whether the live schema differs from what the code expects.

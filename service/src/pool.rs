@@ -1,6 +1,6 @@
 //! The pooled connection, with statistics that mean what Go's `database/sql` `DBStats` means.
 //!
-//! Owns: building the sqlx pool from [`DbConfig`] (connect options come from `migration::db`, built from parts
+//! Owns: building the sqlx pool from [`DbConfig`] (connect options come from the `config` crate, built from parts
 //! so no URL carries the password), enforcing the idle cap, idle time and lifetime where they can be counted,
 //! timing waits, and the statistics snapshot. It does not own HTTP (see `health`) or rendering (see `metrics`).
 //!
@@ -56,8 +56,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use config::{DbConfig, DbTarget, PoolConfig};
 use futures::FutureExt;
-use migration::config::{DbConfig, DbTarget, PoolConfig};
 use sea_orm::sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sea_orm::sqlx::{self, Connection, Database as SqlxDatabase, Postgres, Sqlite};
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
@@ -102,7 +102,13 @@ pub enum PoolError {
     Closed,
     /// The SQLite URL could not be understood.
     #[error("cannot build the database pool: {0}")]
-    Build(String),
+    Build(#[from] config::ConnectError),
+    /// The configuration names a database this pool cannot serve.
+    #[error("cannot build the database pool: unsupported database target {target}")]
+    Unsupported {
+        /// The target, as shown in logs (no password).
+        target: String,
+    },
 }
 
 /// Go `DBStats`-equivalent statistics. Serialises to the spec's `pool_stats` object.
@@ -628,22 +634,22 @@ impl Pool {
         let gate = Gate::new(shared.clone());
         let (backend, orm) = match &cfg.target {
             DbTarget::Postgres(t) => {
-                let tracked = Tracked::<Postgres>::new(
-                    shared.clone(),
-                    gate.clone(),
-                    migration::db::pg_connect_options(t),
-                );
+                let tracked =
+                    Tracked::<Postgres>::new(shared.clone(), gate.clone(), config::pg_connect_options(t));
                 let orm = SqlxPostgresConnector::from_sqlx_postgres_pool(tracked.pool.clone());
                 (Backend::Postgres(Arc::new(tracked)), orm)
             }
             DbTarget::Sqlite(t) => {
-                let opts =
-                    migration::db::sqlite_connect_options(t).map_err(|e| PoolError::Build(e.to_string()))?;
+                let opts = config::sqlite_connect_options(t)?;
                 let tracked = Tracked::<Sqlite>::new(shared.clone(), gate.clone(), opts);
                 let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(tracked.pool.clone());
                 (Backend::Sqlite(Arc::new(tracked)), orm)
             }
-            other => return Err(PoolError::Build(format!("unsupported database target {other}"))),
+            other => {
+                return Err(PoolError::Unsupported {
+                    target: other.to_string(),
+                });
+            }
         };
         let pool = Self {
             backend,

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use collex_tests::PgTestDb;
+use config::{AppConfig, DbConfig, DbTarget};
 use entity::prelude::*;
 use entity::{
     audit_logs, businesses, permissions, role_permissions, roles, user_activities, user_preferences,
     user_roles, user_sessions, users,
 };
-use migration::config::{AppConfig, DbConfig, DbTarget};
 use sea_orm::{ActiveValue::Set, DatabaseConnection, IntoActiveModel};
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -9,13 +9,21 @@
 //! with a clean environment ([`clean_command`]) and a minimal HTTP client ([`http`]).
 
 use std::path::{Path, PathBuf};
-
-pub use migration::config::{redact_url as redact, with_database};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use config::redact_url as redact;
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
 pub mod http;
+
+/// `url` with its database name replaced by `db`.
+///
+/// # Panics
+/// When `url` is not a URL (`TEST_DATABASE_URL` must be one).
+pub fn with_database(url: &str, db: &str) -> String {
+    config::with_database(url, db).unwrap_or_else(|e| panic!("TEST_DATABASE_URL: {e}"))
+}
 
 /// Default admin URL used when `TEST_DATABASE_URL` is unset.
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -354,12 +362,9 @@ async fn drop_stale_templates(admin: &DatabaseConnection, keep: &str) {
     }
 }
 
-static TEMP_DIRS: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary directory, removed with everything in it when dropped (also when the test panics).
-pub struct TempDir {
-    path: PathBuf,
-}
+/// A temporary directory ([`tempfile::TempDir`]), removed with everything in it when dropped (also when the
+/// test panics), with the file helpers the tests share.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// An empty directory whose name is unique across the tests and test processes of this machine.
@@ -367,14 +372,12 @@ impl TempDir {
     /// # Panics
     /// When the directory cannot be created.
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "collex_test_{}_{}_{}",
-            std::process::id(),
-            TEMP_DIRS.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self { path }
+        Self(
+            tempfile::Builder::new()
+                .prefix("collex_test_")
+                .tempdir()
+                .expect("create temp dir"),
+        )
     }
 
     /// A copy of the repository's `migrations/`, so a test may add to it or edit it.
@@ -387,14 +390,14 @@ impl TempDir {
             .expect("migrations dir")
             .flatten()
         {
-            std::fs::copy(e.path(), d.path.join(e.file_name())).expect("copy migration");
+            std::fs::copy(e.path(), d.path().join(e.file_name())).expect("copy migration");
         }
         d
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// Writes (or overwrites) a file in it; returns its path.
@@ -402,7 +405,7 @@ impl TempDir {
     /// # Panics
     /// When the file cannot be written.
     pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path.join(name);
+        let p = self.path().join(name);
         std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {name}: {e}"));
         p
     }
@@ -412,7 +415,7 @@ impl TempDir {
     /// # Panics
     /// When the directory cannot be read.
     pub fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.path)
+        let mut v: Vec<String> = std::fs::read_dir(self.path())
             .expect("read temp dir")
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -426,19 +429,13 @@ impl TempDir {
     /// # Panics
     /// When the file cannot be read.
     pub fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
     }
 }
 
 impl Default for TempDir {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -456,7 +453,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: build it first with `cargo build -p {name}` (make test does)",
+        "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
         bin.display()
     );
     bin

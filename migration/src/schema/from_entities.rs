@@ -9,7 +9,6 @@
 //! When nothing differs, nothing is written.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -21,9 +20,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, SqlxPostgresConnec
 use super::check::{GENERATED_BANNER, known_objects};
 use super::diff::{self, Change};
 use super::{Dialect, Schema, SchemaError, generate, introspect};
+use crate::create::{next_version, slug, title, write_new};
 use crate::error::MigrateError;
 use crate::migrator::{Migrator, Options};
-use crate::source::{self, MigrationSet};
+use crate::source::MigrationSet;
 
 /// What `create --from-entities` wrote.
 #[derive(Debug, Clone)]
@@ -313,64 +313,4 @@ fn render(head: &Head, rollback: bool, dialect: Dialect, parts: &[(String, Vec<S
         out.push_str("\n-- nothing to undo in this dialect\nSELECT 1;\n");
     }
     out
-}
-
-/// The version after the highest one among the files in `dir` and the Rust migrations, and the number of
-/// digits the existing names use (at least 3).
-pub(crate) fn next_version(dir: &Path) -> (u64, usize) {
-    let mut max = 0u64;
-    let mut digits = 3usize;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if let Some(p) = source::parse_file_name(&e.file_name().to_string_lossy()) {
-                max = max.max(p.version);
-                digits = digits.max(p.digits);
-            }
-        }
-    }
-    for r in crate::rust_migrations() {
-        max = max.max(r.version);
-    }
-    (max + 1, digits)
-}
-
-/// `add user prefs` -> `Add User Prefs`, for the `-- Migration:` header.
-pub(crate) fn title(description: &str) -> String {
-    description
-        .split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `Add user prefs!` -> `add_user_prefs`, for the file name.
-pub(crate) fn slug(description: &str) -> String {
-    let mut out = String::new();
-    for c in description.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') && !out.is_empty() {
-            out.push('_');
-        }
-    }
-    out.trim_end_matches('_').to_owned()
-}
-
-/// Writes a new file; an existing one is never overwritten.
-pub(crate) fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
-    let err = |source| MigrateError::Write {
-        file: path.to_owned(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(text.as_bytes()).map_err(err)
 }

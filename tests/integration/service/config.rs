@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use migration::config::{AppConfig, ConfigError, DbConfig, DbTarget, SslMode, TargetSource};
+use config::{AppConfig, ConfigError, DbConfig, DbTarget, SslMode, TargetSource};
 
 fn load(vars: &[(&str, &str)]) -> Result<AppConfig, ConfigError> {
     let map: HashMap<String, String> = vars

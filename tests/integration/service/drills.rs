@@ -219,7 +219,7 @@ async fn an_unreachable_server_is_reported_as_such_not_as_an_exhausted_pool() {
         .local_addr()
         .expect("addr");
     let mut cfg = pg_config(db.url());
-    if let migration::config::DbTarget::Postgres(t) = &mut cfg.target {
+    if let config::DbTarget::Postgres(t) = &mut cfg.target {
         t.port = closed.port();
     }
     cfg.pool.acquire_timeout = Duration::from_millis(500);

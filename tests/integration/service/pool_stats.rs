@@ -10,7 +10,7 @@ use super::support::{eventually, pg_config};
 
 const BOUND: Duration = Duration::from_secs(15);
 
-fn pool(db: &PgTestDb, tune: impl FnOnce(&mut migration::config::PoolConfig)) -> Pool {
+fn pool(db: &PgTestDb, tune: impl FnOnce(&mut config::PoolConfig)) -> Pool {
     let mut cfg = pg_config(db.url());
     tune(&mut cfg.pool);
     Pool::new(&cfg).expect("pool builds")

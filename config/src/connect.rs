@@ -1,4 +1,5 @@
-//! Connect options built from a [`DbConfig`]'s parts, and the plain connection the CLI uses.
+//! From a configuration to a connection: sqlx connect options built from parts, and the plain pooled
+//! connection the migration CLI uses.
 //!
 //! The password goes straight from the [`SecretString`](secrecy::SecretString) into sqlx's
 //! `PgConnectOptions`: no URL carrying it is ever formatted, so SeaORM's `ConnectOptions` `Debug`, its spans
@@ -6,13 +7,15 @@
 //! it builds on [`pg_connect_options`] and [`sqlite_connect_options`].
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 
-use crate::config::{DbConfig, DbTarget, PgTarget, SqliteTarget, SslMode};
+use crate::db::{DbConfig, DbTarget, PgTarget, SqliteTarget, SslMode};
+use crate::error::ConnectError;
 
 /// sqlx options for a PostgreSQL target, from parts. `PG*` environment variables and `~/.pgpass` are not
 /// consulted: the configuration is the only source.
@@ -43,17 +46,18 @@ pub fn pg_connect_options(t: &PgTarget) -> PgConnectOptions {
 /// sqlx options for a SQLite target; the file is created when missing.
 ///
 /// # Errors
-/// [`DbErr::Conn`] when sqlx cannot understand the SQLite URL.
-pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, DbErr> {
+/// [`ConnectError::SqliteUrl`] when sqlx cannot understand the SQLite URL.
+pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, ConnectError> {
     SqliteConnectOptions::from_str(&t.url)
         .map(|o| o.create_if_missing(true))
-        .map_err(|e| {
-            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "invalid sqlite url {}: {e}",
-                t.url
-            )))
+        .map_err(|source| ConnectError::SqliteUrl {
+            url: t.url.clone(),
+            source,
         })
 }
+
+/// How long the CLI's pool may take to connect before a direct attempt diagnoses why it does not.
+const DIAGNOSE_AFTER: Duration = Duration::from_millis(750);
 
 /// Opens a plain pooled connection (no statistics), as the CLI needs, with `DB_CONN_ACQUIRE_TIMEOUT` to get
 /// one. PostgreSQL: ONE connection (the migration lock opens its own), never tested before use: a command
@@ -62,9 +66,13 @@ pub fn sqlite_connect_options(t: &SqliteTarget) -> Result<SqliteConnectOptions, 
 /// caches. SQLite: at most `DB_MAX_OPEN_CONNS` connections.
 ///
 /// # Errors
-/// The driver's error when the database cannot be reached; it never contains the password.
-pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
+/// [`ConnectError`] when the database cannot be reached; it never contains the password.
+pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, ConnectError> {
     let timeout = cfg.pool.acquire_timeout;
+    let err = |source| ConnectError::Connect {
+        target: cfg.target.to_string(),
+        source,
+    };
     match &cfg.target {
         DbTarget::Postgres(t) => {
             let pool = PgPoolOptions::new()
@@ -85,13 +93,13 @@ pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
                             let _ = probe.close().await;
                             pool.await
                         }
-                        Err(e) => return Err(conn_err(&cfg.target, e)),
+                        Err(e) => return Err(err(e)),
                     }
                 }
             };
             pooled
                 .map(SqlxPostgresConnector::from_sqlx_postgres_pool)
-                .map_err(|e| conn_err(&cfg.target, e))
+                .map_err(err)
         }
         DbTarget::Sqlite(t) => SqlitePoolOptions::new()
             .max_connections(cfg.pool.max_open.max(1))
@@ -99,14 +107,6 @@ pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, DbErr> {
             .connect_with(sqlite_connect_options(t)?)
             .await
             .map(SqlxSqliteConnector::from_sqlx_sqlite_pool)
-            .map_err(|e| conn_err(&cfg.target, e)),
+            .map_err(err),
     }
-}
-
-/// How long the CLI's pool may take to connect before a direct attempt diagnoses why it does not.
-const DIAGNOSE_AFTER: std::time::Duration = std::time::Duration::from_millis(750);
-
-/// A connection error that names the (password-free) target it was for.
-fn conn_err(target: &DbTarget, e: sea_orm::sqlx::Error) -> DbErr {
-    DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("{target}: {e}")))
 }

@@ -1,0 +1,109 @@
+//! What can go wrong with the configuration: invalid variables ([`ConfigError`]), variables that are set but
+//! ignored ([`ConfigWarning`]), and a database that cannot be reached with it ([`ConnectError`]).
+//!
+//! Nothing here holds a password: URLs are redacted before they become part of a message, and targets are
+//! shown from their parts (which carry no password).
+
+use std::fmt;
+
+use sea_orm::sqlx;
+
+/// One invalid variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong, with the (redacted) value and the expected form.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+/// A variable that is set but has no effect; the binaries print (the service logs) each once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigWarning {
+    /// `DB_*` connection variables set beside `DATABASE_URL`, which wins.
+    IgnoredBesideDatabaseUrl {
+        /// The ignored variables, in registry order.
+        vars: Vec<&'static str>,
+    },
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IgnoredBesideDatabaseUrl { vars } => write!(
+                f,
+                "{} {} set but ignored: DATABASE_URL is set too and wins (unset {}, or unset DATABASE_URL to use {})",
+                vars.join(", "),
+                if vars.len() == 1 { "is" } else { "are" },
+                if vars.len() == 1 { "it" } else { "them" },
+                if vars.len() == 1 { "it" } else { "them" },
+            ),
+        }
+    }
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// One or more variables are invalid; all of them are listed, one per line.
+    #[error("invalid configuration:{}", lines(.problems))]
+    Invalid {
+        /// Every invalid variable.
+        problems: Vec<ConfigProblem>,
+    },
+    /// A URL given in code could not be edited ([`crate::with_database`]).
+    #[error("cannot use the URL {shown}: {source}")]
+    Url {
+        /// The URL, redacted.
+        shown: String,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+}
+
+impl ConfigError {
+    /// The problems, one per invalid variable (empty for errors that are not about variables).
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            Self::Invalid { problems } => problems,
+            Self::Url { .. } => &[],
+        }
+    }
+}
+
+fn lines(problems: &[ConfigProblem]) -> String {
+    problems.iter().map(|p| format!("\n  {p}")).collect()
+}
+
+/// The database could not be reached, or the SQLite URL not understood.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The driver's error, after the password-free target it was for.
+    #[error("{target}: {source}")]
+    Connect {
+        /// The target as shown in logs (no password).
+        target: String,
+        /// The driver's error (it never contains the password: options are built from parts).
+        #[source]
+        source: sqlx::Error,
+    },
+    /// sqlx cannot understand the SQLite URL.
+    #[error("invalid sqlite url {url}: {source}")]
+    SqliteUrl {
+        /// The URL (SQLite URLs carry no secrets).
+        url: String,
+        /// sqlx's reason.
+        #[source]
+        source: sqlx::Error,
+    },
+}
