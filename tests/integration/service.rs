@@ -8,4 +8,4 @@ mod orm_gate;
 mod pool_stats;
 mod process;
 mod scrapes;
-mod support;
+pub(crate) mod support;

@@ -1,119 +1,12 @@
 //! The `service` binary as a user runs it: the embedded default with nothing set up, exit code 2 for bad
 //! configuration, SIGTERM, and a known password that must appear nowhere.
 
-use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use collex_tests::{PgTestDb, TempDir, admin_url, clean_command, workspace_bin};
-use migration::config::{DbConfig, DbTarget};
+use collex_tests::{PgTestDb, admin_url};
+use config::{DbConfig, DbTarget};
 
-use super::support::{get, upstream, wait_for_status};
-
-/// The service's working directory, with an empty `migrations/`.
-fn temp_dir() -> TempDir {
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.path().join("migrations")).expect("temp dir");
-    dir
-}
-
-fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = clean_command(&workspace_bin("service"));
-    cmd.current_dir(cwd)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// A running binary whose stdout and stderr are drained by threads (a full pipe would block the service).
-struct Proc {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn spawn(mut cmd: Command) -> Proc {
-    let mut child = cmd.spawn().expect("start service");
-    let output = Arc::new(Mutex::new(String::new()));
-    let mut readers = Vec::new();
-    let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout piped"));
-    let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr piped"));
-    for mut pipe in [stdout, stderr] {
-        let output = output.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut o) = output.lock() {
-                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        }));
-    }
-    Proc {
-        child,
-        output,
-        readers,
-    }
-}
-
-impl Proc {
-    fn output(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    /// Waits until the service says where it listens.
-    fn listening_addr(&self) -> std::net::SocketAddr {
-        let started = Instant::now();
-        loop {
-            let text = self.output();
-            if let Some(line) = text
-                .lines()
-                .find(|l| l.starts_with("collex service listening on http://"))
-            {
-                return line
-                    .rsplit("http://")
-                    .next()
-                    .and_then(|a| a.parse().ok())
-                    .expect("address in the listening line");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no listening line: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends SIGTERM and collects the exit status and everything printed.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let started = Instant::now();
-        let exit = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "service did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        (exit, self.output())
-    }
-}
+use super::support::{command, every_endpoint, get, spawn, temp_dir, upstream, wait_for_status};
 
 #[tokio::test]
 async fn with_nothing_set_up_it_serves_sqlite_in_collex_db_and_stops_on_sigterm() {
@@ -183,17 +76,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let svc = spawn(command(dir.path(), &env));
     let addr = svc.listening_addr();
     wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
-    for path in [
-        "/live",
-        "/ready",
-        "/health",
-        "/health/detailed",
-        "/health/database",
-        "/metrics",
-        "/nope",
-    ] {
-        everything.push_str(&get(addr, path).await.body);
-    }
+    everything.push_str(&every_endpoint(addr).await);
     let (_, output) = svc.terminate();
     assert!(
         output.contains(&format!("postgres://{user}@{host}:{port}/{}", test_db.name())),
@@ -242,7 +125,7 @@ async fn a_known_password_appears_in_no_log_response_metric_error_or_debug_outpu
     let down = service::Pool::new(&down_cfg).expect("pool");
     let err = down.acquire().await.expect_err("nothing listens there");
     everything.push_str(&format!("{err} {err:?}"));
-    let err = migration::db::connect(&down_cfg)
+    let err = config::connect(&down_cfg)
         .await
         .expect_err("nothing listens there");
     everything.push_str(&format!("{err} {err:?}"));

@@ -1,12 +1,16 @@
-//! Test support: a tiny HTTP client, a TCP proxy that can cut and restore the path to PostgreSQL, and
-//! builders for configurations and running services.
+//! Test support: a tiny HTTP client, a TCP proxy that can cut and restore the path to PostgreSQL, builders
+//! for configurations and running services, and the `service` binary run as a process.
 
+use std::io::Read;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use migration::config::{AppConfig, DbConfig, DbTarget, PgTarget};
+use collex_tests::{TempDir, clean_command, workspace_bin};
+use config::{AppConfig, DbConfig, DbTarget, PgTarget};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
@@ -28,6 +32,23 @@ pub async fn wait_for_status(addr: SocketAddr, path: &str, status: u16, within: 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The bodies of every endpoint (and of a path that is none), one after another: what a prober sees.
+pub async fn every_endpoint(addr: SocketAddr) -> String {
+    let mut bodies = String::new();
+    for path in [
+        "/live",
+        "/ready",
+        "/health",
+        "/health/detailed",
+        "/health/database",
+        "/metrics",
+        "/nope",
+    ] {
+        bodies.push_str(&get(addr, path).await.body);
+    }
+    bodies
 }
 
 /// Waits until `cond` holds, for at most `within`.
@@ -178,4 +199,144 @@ pub async fn start(db: DbConfig) -> service::Running {
     service::start(app(db), Arc::new(service::NotWired))
         .await
         .expect("service starts")
+}
+
+/// The service's working directory, with an empty `migrations/`.
+pub fn temp_dir() -> TempDir {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("migrations")).expect("temp dir");
+    dir
+}
+
+pub fn command(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = clean_command(&workspace_bin("service"));
+    cmd.current_dir(cwd)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What a started service did first.
+pub enum Settled {
+    /// It exited by itself, with everything it printed.
+    Exited(std::process::ExitStatus, String),
+    /// It is serving at this address.
+    Listening(Proc, SocketAddr),
+}
+
+/// A running binary whose stdout and stderr are drained by threads (a full pipe would block the service).
+pub struct Proc {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+pub fn spawn(mut cmd: Command) -> Proc {
+    let mut child = cmd.spawn().expect("start service");
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout piped"));
+    let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr piped"));
+    for mut pipe in [stdout, stderr] {
+        let output = output.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut o) = output.lock() {
+                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }));
+    }
+    Proc {
+        child,
+        output,
+        readers,
+    }
+}
+
+impl Proc {
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// The address of the listening line, once the service printed it.
+    fn announced(&self) -> Option<SocketAddr> {
+        let text = self.output();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("collex service listening on http://"))?;
+        Some(
+            line.rsplit("http://")
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("address in the listening line"),
+        )
+    }
+
+    /// Waits until the process exits by itself or says where it listens, whichever comes first.
+    pub fn settle(mut self) -> Settled {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return Settled::Exited(status, self.output());
+            }
+            if let Some(addr) = self.announced() {
+                return Settled::Listening(self, addr);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "neither exited nor listening: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the service says where it listens.
+    pub fn listening_addr(&self) -> std::net::SocketAddr {
+        let started = Instant::now();
+        loop {
+            if let Some(addr) = self.announced() {
+                return addr;
+            }
+            let text = self.output();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no listening line: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and collects the exit status and everything printed.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "service did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (exit, self.output())
+    }
 }
