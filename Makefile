@@ -2,21 +2,38 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt migrate migrate-status migrate-create migrate-rollback types bench
+# One build serves every target: `cargo build --workspace --bins` (the workspace's features), and the targets run
+# the binaries it left in the target directory. `cargo run -p X` would build X with X's own features and
+# rebuild half the dependency tree for it.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/debug
+
+.PHONY: help build run test test-suites lint fmt migrate migrate-status migrate-create migrate-rollback types bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-run: ## build and start the service (SQLite ./collex.db unless DATABASE_URL or DB_* say otherwise)
-	$(CARGO) run -p service-bin --bin service
+build: ## build every binary of the workspace (what run, test, migrate and types use)
+	@echo "building the workspace binaries: $(CARGO) build --workspace --bins (only what changed; from scratch, several minutes)"
+	@$(CARGO) build --workspace --bins
 
-test: ## every test: unit, SQLite, and real PostgreSQL at TEST_DATABASE_URL
+run: build ## build and start the service (SQLite ./collex.db unless DATABASE_URL or DB_* say otherwise)
+	$(BIN)/service
+
+test: ## every test: unit, SQLite, real PostgreSQL at TEST_DATABASE_URL, the replica pair and PgBouncer
+	@bash scripts/ensure-tools.sh test
+	@bash scripts/test-tools.sh
 	@bash scripts/ensure-postgres.sh
-	$(CARGO) build --workspace --bins
-	$(CARGO) run -q -p service-bin --bin export_types -- --check
-	$(CARGO) test --workspace --no-fail-fast
+	@$(MAKE) --no-print-directory build
+	@bash scripts/with-test-servers.sh $(MAKE) --no-print-directory test-suites
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The part of `make test` that needs the test servers; scripts/with-test-servers.sh brings them up around it.
+test-suites:
+	bash scripts/test-pair.sh
+	$(BIN)/export_types --check
+	$(CARGO) test --workspace --no-fail-fast
 
 lint: ## fmt check and clippy
 	$(CARGO) fmt --all -- --check
@@ -25,33 +42,34 @@ lint: ## fmt check and clippy
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-types: ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
-	$(CARGO) run -q -p service-bin --bin export_types
+types: build ## regenerate the TypeScript bindings in bindings/ from the Rust types (commit the result)
+	$(BIN)/export_types
 
 # The migration CLI, with the service's database configuration (DATABASE_URL, else DB_*, else SQLite ./collex.db).
-MIGRATION ?= $(CARGO) run -q -p migration --bin migration --
+MIGRATION ?= $(BIN)/migration
 
-migrate: ## apply every pending migration
+migrate: build ## apply every pending migration
 	$(MIGRATION) up
 
-migrate-status: ## show applied and pending migrations, problems and schema drift (CHECK=1: exit 3 unless all is well)
+migrate-status: build ## show applied and pending migrations, problems and schema drift (CHECK=1: exit 3 unless all is well)
 	$(MIGRATION) status $(if $(CHECK),--check)
 
-migrate-create: ## create NNN_<description>.sql + NNN_rollback.sql (DESC="..." or asks; FROM_ENTITIES=1 writes the entity diff)
+migrate-create: build ## create NNN_<description>.sql + NNN_rollback.sql (DESC="..." or asks; FROM_ENTITIES=1 writes the entity diff)
 	@desc="$${DESC:-}"; \
 	if [ -z "$$desc" ]; then read -r -p "Enter description: " desc; fi; \
 	$(MIGRATION) create "$$desc" $(if $(FROM_ENTITIES),--from-entities)
 
-migrate-rollback: ## roll back the latest migration, or VERSION=NNN and everything above it, newest first
+migrate-rollback: build ## roll back the latest migration, or VERSION=NNN and everything above it, newest first
 	@if [ -n "$(VERSION)" ]; then \
 		$(MIGRATION) down --through "$(VERSION)"; \
 	else \
 		$(MIGRATION) down; \
 	fi
 
-BENCH_TARGET := $(or $(CARGO_TARGET_DIR),target)
 bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
 	@bash scripts/ensure-postgres.sh
+	@if [ "$${BENCH_INSTALL:-1}" != 0 ]; then bash scripts/ensure-tools.sh bench; fi
 	@bash bench/tools.sh
+	@echo "building the release binaries of the bench: collex-bench, migration, service"
 	$(CARGO) build --release -p collex-bench -p migration -p service-bin --bin collex-bench --bin migration --bin service
-	$(BENCH_TARGET)/release/collex-bench run --bin-dir $(BENCH_TARGET)/release --out bench/results.json --markdown bench/results.md
+	$(TARGET_DIR)/release/collex-bench run --bin-dir $(TARGET_DIR)/release --out bench/results.json --markdown bench/results.md

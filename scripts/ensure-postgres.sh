@@ -15,7 +15,8 @@ fi
 
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   started=no
-  for ver in $(ls /etc/postgresql); do
+  for dir in /etc/postgresql/*/; do
+    ver=$(basename "$dir")
     if pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
       echo "local cluster $ver/main is already running (but not answering at $shown)"
       continue
