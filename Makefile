@@ -25,6 +25,8 @@ test: ## every test: unit, SQLite, real PostgreSQL at TEST_DATABASE_URL, the rep
 	@bash scripts/test-tools.sh
 	@bash scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory build
+	@bash scripts/test-make.sh
+	@bash scripts/test-lifecycle.sh
 	@bash scripts/with-test-servers.sh $(MAKE) --no-print-directory test-suites
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

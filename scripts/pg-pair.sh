@@ -215,7 +215,7 @@ cmd_replica_start() {
 lock() {
   mkdir -p "$(dirname "$DIR")"
   exec 9>"$DIR.lock"
-  flock -w 300 9 || die "another scripts/pg-pair.sh has held $DIR.lock for 5 minutes"
+  flock -w "$LOCK_WAIT" 9 || die "another scripts/pg-pair.sh has held $DIR.lock for $LOCK_WAIT s"
 }
 
 case "${1:-}" in

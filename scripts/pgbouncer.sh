@@ -110,7 +110,7 @@ cmd_up() {
 
 lock() {
   exec 9>"$DIR.pgbouncer.lock"
-  flock -w 300 9 || die "another scripts/pgbouncer.sh has held $DIR.pgbouncer.lock for 5 minutes"
+  flock -w "$LOCK_WAIT" 9 || die "another scripts/pgbouncer.sh has held $DIR.pgbouncer.lock for $LOCK_WAIT s"
 }
 
 case "${1:-}" in

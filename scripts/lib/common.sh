@@ -5,6 +5,9 @@
 
 COLLEX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# How long pg-pair.sh and pgbouncer.sh wait for another run's lock on the same pair (seconds).
+# shellcheck disable=SC2034 # read by the scripts that source this file
+LOCK_WAIT=${COLLEX_PAIR_LOCK_WAIT:-300}
 
 die() {
   printf 'error: %s\n' "$*" >&2

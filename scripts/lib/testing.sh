@@ -20,7 +20,7 @@ finish() {
   local status=ok
   [ "$failed" = 0 ] || status=FAILED
   echo
-  echo "test result: $status. $passed passed; $failed failed (scripts/test-$SUITE.sh)"
+  echo "test result: $status. $passed passed; $failed failed (scripts/$(basename "$0"))"
   [ "$failed" = 0 ]
   exit
 }
