@@ -9,10 +9,10 @@
 //!   default is SQLite in `./collex.db`.
 //! - An empty value counts as unset, except `DB_PASSWORD`, where empty means "no password".
 //! - The password is held as a [`SecretString`] and never becomes part of a URL string: connection options
-//!   are built from parts ([`crate::connect`]), because SeaORM's `ConnectOptions` `Debug`, its trace spans and
+//!   are built from parts ([`crate::connect()`], [`crate::pg_connect_options`]), because SeaORM's `ConnectOptions` `Debug`, its trace spans and
 //!   sqlx's connect errors carry the whole URL.
 //!
-//! Opening connections is [`crate::connect`]'s; the pool's behaviour is the `service` crate's.
+//! Opening connections is [`mod@crate::connect`]'s; the pool's behaviour is the `service` crate's.
 
 use std::fmt;
 use std::path::PathBuf;

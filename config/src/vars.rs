@@ -1,7 +1,7 @@
 //! The registry: every environment variable either binary reads, with its default and a one-line meaning.
 //!
 //! Owns the list ([`ALL`]) and what is derived from it: the defaults the parsers fall back to (a parser asks
-//! [`crate::read`] for a [`Var`], never for a bare name, and gets the registry's default when it is unset),
+//! `crate::read` for a [`Var`], never for a bare name, and gets the registry's default when it is unset),
 //! the variables section of `service --help` and `migration --help` ([`help`]), and the table in
 //! `service/README.md` ([`markdown_table`], checked by a unit test). A new variable is added here, once, and
 //! read by the parser of its [`Scope`]; the unit tests fail until the parser, the help and the README agree.

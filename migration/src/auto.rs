@@ -16,9 +16,8 @@ use entity::registry::EntityMeta;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde::Serialize;
 
-use crate::ledger::Pool;
-use crate::lock::PgLock;
-use crate::migrator::{Migrator, Options, RunReport};
+use crate::backend;
+use crate::runner::{Migrator, Options, RunReport};
 use crate::schema::check::known_objects;
 use crate::schema::diff::{self, Change};
 use crate::schema::{Dialect, SchemaError, ddl, generate, introspect};
@@ -76,22 +75,18 @@ pub async fn auto_migrate_with(
     let expected = generate::schema(entities, dialect)?;
     let lock_timeout = options.lock_timeout;
     let mut report = AutoReport::default();
-    let set = MigrationSet::load_for(dir, crate::rust_migrations(), db.get_database_backend())?;
+    let set = MigrationSet::load_for(dir, crate::source::rust_migrations(), db.get_database_backend())?;
     report.migrations = Migrator::new(set).with_options(options).up(db, None).await?;
 
-    let lock = match Pool::from_connection(db)? {
-        Pool::Postgres(pg) => {
-            let on_wait = |w: &crate::lock::Waiting| {
-                tracing::info!(holder = ?w.holder, "auto-migrate waits for the migration lock");
-            };
-            Some(PgLock::acquire(&pg, lock_timeout, on_wait).await?.0)
-        }
-        Pool::Sqlite(_) => None,
+    // The lock again (PostgreSQL's; SQLite has none), so the differences are computed after any concurrent
+    // runner's work. The changes go through SeaORM, not through the backend's connection.
+    let mut lock = backend::choose::for_connection(db)?;
+    let on_wait = |w: &crate::lock::Waiting| {
+        tracing::info!(holder = ?w.holder, "auto-migrate waits for the migration lock");
     };
+    lock.lock(lock_timeout, &on_wait).await?;
     let result = apply_entity_changes(db, dir, &expected, dialect, &mut report).await;
-    if let Some(l) = lock {
-        l.release().await;
-    }
+    lock.unlock().await;
     result.map(|()| report)
 }
 

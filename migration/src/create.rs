@@ -12,14 +12,14 @@ use crate::source;
 /// Writes the next `NNN_<slug>.sql` and `NNN_rollback.sql` into `dir` (created if needed); returns their paths.
 ///
 /// # Errors
-/// [`MigrateError::Usage`] for a description without letters or digits; [`MigrateError::Write`] when a file
+/// [`MigrateError::InvalidDescription`] for a description without letters or digits; [`MigrateError::Write`] when a file
 /// cannot be written (an existing file is never overwritten).
 pub fn create(dir: &Path, description: &str) -> Result<(PathBuf, PathBuf), MigrateError> {
     let slug = slug(description);
     if slug.is_empty() {
-        return Err(MigrateError::Usage(format!(
-            "description {description:?} has no letters or digits: expected something like \"add user preferences table\""
-        )));
+        return Err(MigrateError::InvalidDescription {
+            description: description.to_owned(),
+        });
     }
     std::fs::create_dir_all(dir).map_err(|source| MigrateError::Write {
         file: dir.to_owned(),
@@ -61,7 +61,7 @@ pub(crate) fn next_version(dir: &Path) -> (u64, usize) {
             }
         }
     }
-    for r in crate::rust_migrations() {
+    for r in crate::source::rust_migrations() {
         max = max.max(r.version);
     }
     (max + 1, digits)

@@ -1,11 +1,40 @@
 //! Everything that can stop the migrator, as one typed error. Which exit code each gets is the binary's call.
 //!
 //! Validation variants name the file and say what was expected; [`MigrateError::Failed`] names the file, the
-//! statement and the database's message with its line. Nothing here formats a connection URL, so no password
-//! can leak through an error.
+//! statement and the database's message with its line. The driver's error is kept as the `source` of the
+//! variants that have one ([`DriverError`]); their message already includes the source's text, so print an
+//! error with `{}`, not as a chain. Nothing here formats a connection URL, so no password can leak through an
+//! error.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use sea_orm::sqlx;
+
+/// A database driver's error: sqlx's, or SeaORM's for what runs through SeaORM (Rust migrations, catalog
+/// queries on a `ConnectionTrait`). Boxed, so the errors that carry one stay small.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// sqlx's error.
+    #[error(transparent)]
+    Sqlx(Box<sqlx::Error>),
+    /// SeaORM's error.
+    #[error(transparent)]
+    Orm(Box<sea_orm::DbErr>),
+}
+
+impl From<sqlx::Error> for DriverError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sqlx(Box::new(e))
+    }
+}
+
+impl From<sea_orm::DbErr> for DriverError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Orm(Box::new(e))
+    }
+}
 
 /// An error of the migrator.
 #[derive(Debug, thiserror::Error)]
@@ -198,22 +227,26 @@ pub enum MigrateError {
         line: usize,
         /// 1-based column of the error position, when the database gave one.
         column: Option<usize>,
-        /// The database's message.
+        /// The database's message, with PostgreSQL's SQLSTATE, detail, hint and context when it gives them.
         message: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
     },
 
     /// A database error outside any migration (connecting, reading the history, ...).
-    #[error("database error while {context}: {message}")]
+    #[error("database error while {context}: {source}")]
     Database {
         /// What the migrator was doing.
         context: &'static str,
-        /// The driver's message (never contains the URL).
-        message: String,
+        /// The driver's error (it never contains the URL).
+        #[source]
+        source: DriverError,
     },
 
     /// The connection's backend is not PostgreSQL or SQLite.
-    #[error("unsupported database backend {0}: expected PostgreSQL or SQLite")]
-    UnsupportedBackend(String),
+    #[error("unsupported database backend {0:?}: expected PostgreSQL or SQLite")]
+    UnsupportedBackend(sea_orm::DbBackend),
 
     /// A file could not be written (`create`).
     #[error("cannot write `{}`: {source}", file.display())]
@@ -224,9 +257,31 @@ pub enum MigrateError {
         source: std::io::Error,
     },
 
-    /// A command-line value is invalid.
-    #[error("{0}")]
-    Usage(String),
+    /// A description for a new migration that would make an empty file name.
+    #[error(
+        "description {description:?} has no letters or digits: expected something like \"add user preferences table\""
+    )]
+    InvalidDescription {
+        /// The description given.
+        description: String,
+    },
+
+    /// A directory with per-backend variants loaded without saying which backend.
+    #[error(
+        "migration {version:03} has per-backend variants (.postgres.sql / .sqlite.sql): \
+         load the directory for a backend (MigrationSet::load_for)"
+    )]
+    VariantsNeedBackend {
+        /// The first version with variants.
+        version: u64,
+    },
+
+    /// A Rust migration registered with version 0.
+    #[error("rust migration `{name}` has version 0: versions start at 1")]
+    VersionZero {
+        /// The migration's name.
+        name: String,
+    },
 }
 
 fn join_lines(errors: &[MigrateError]) -> String {
@@ -257,11 +312,11 @@ fn shorten(statement: &str) -> String {
 }
 
 impl MigrateError {
-    /// Builds [`MigrateError::Database`] from any driver error.
-    pub(crate) fn db(context: &'static str, err: impl std::fmt::Display) -> Self {
+    /// Builds [`MigrateError::Database`] from a driver error.
+    pub(crate) fn db(context: &'static str, err: impl Into<DriverError>) -> Self {
         Self::Database {
             context,
-            message: err.to_string(),
+            source: err.into(),
         }
     }
 

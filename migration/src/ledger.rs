@@ -1,15 +1,17 @@
 //! The runner's own history table, `collex_migrations`: one row per applied migration with its checksum, when,
 //! how long, who applied it, and whether it succeeded.
 //!
-//! Reads never write: without the table, everything is pending. The table is created only by commands that
-//! change the database, under the migration lock. The SQL that records a migration is built here and sent by
-//! the migrator in the same round trip (and transaction) as the migration itself.
+//! Owns the table's definition, its rows ([`AppliedRow`], `Record`) and the SQL that reads and writes it, in
+//! each dialect. Sending that SQL is the backends' (`crate::backend`): they send a migration's history row in
+//! the same round trip (and transaction) as the migration itself. Reads never write: without the table,
+//! everything is pending; the table is created only by commands that change the database, under the lock.
 
 use std::sync::OnceLock;
 
-use sea_orm::sqlx::{self, AssertSqlSafe, Row};
+use sea_orm::sqlx::{self, Row};
 use serde::Serialize;
 
+use crate::dialect::Dialect;
 use crate::error::MigrateError;
 
 /// Name of the history table.
@@ -34,23 +36,6 @@ pub struct AppliedRow {
     pub applied_by: String,
     /// `false` for a no-transaction migration that stopped part-way.
     pub success: bool,
-}
-
-/// The pool a migrator works with, taken from the SeaORM connection.
-#[derive(Clone)]
-pub(crate) enum Pool {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
-}
-
-impl Pool {
-    pub(crate) fn from_connection(db: &sea_orm::DatabaseConnection) -> Result<Self, MigrateError> {
-        match db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => Ok(Self::Postgres(db.get_postgres_connection_pool().clone())),
-            sea_orm::DbBackend::Sqlite => Ok(Self::Sqlite(db.get_sqlite_connection_pool().clone())),
-            other => Err(MigrateError::UnsupportedBackend(format!("{other:?}"))),
-        }
-    }
 }
 
 const PG_CREATE: &str = "CREATE TABLE IF NOT EXISTS collex_migrations (
@@ -83,77 +68,54 @@ const PG_SELECT: &str = "SELECT version, name, kind, checksum, \
 const SQLITE_SELECT: &str = "SELECT version, name, kind, checksum, applied_at, execution_ms, applied_by, success \
     FROM collex_migrations ORDER BY version";
 
-/// Reads the history in one query. Without the table: empty, and when `create`, the table is created.
-pub(crate) async fn read(pool: &Pool, create: bool) -> Result<Vec<AppliedRow>, MigrateError> {
-    match pool {
-        Pool::Postgres(pg) => {
-            let rows = match sqlx::raw_sql(PG_SELECT).fetch_all(pg).await {
-                Ok(rows) => rows,
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-                    if create {
-                        sqlx::raw_sql(PG_CREATE)
-                            .execute(pg)
-                            .await
-                            .map_err(|e| MigrateError::db("creating the history table", e))?;
-                    }
-                    return Ok(Vec::new());
-                }
-                Err(e) => return Err(MigrateError::db("reading the migration history", e)),
-            };
-            rows.iter()
-                .map(|r| {
-                    Ok(AppliedRow {
-                        version: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-                        name: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        checksum: r.try_get(3)?,
-                        applied_at: r.try_get(4)?,
-                        execution_ms: r.try_get(5)?,
-                        applied_by: r.try_get(6)?,
-                        success: r.try_get(7)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| MigrateError::db("decoding the migration history", e))
-        }
-        Pool::Sqlite(lite) => {
-            let exists = sqlx::raw_sql(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'collex_migrations'",
-            )
-            .fetch_optional(lite)
-            .await
-            .map_err(|e| MigrateError::db("reading the migration history", e))?
-            .is_some();
-            if !exists {
-                if create {
-                    sqlx::raw_sql(SQLITE_CREATE)
-                        .execute(lite)
-                        .await
-                        .map_err(|e| MigrateError::db("creating the history table", e))?;
-                }
-                return Ok(Vec::new());
-            }
-            let rows = sqlx::raw_sql(SQLITE_SELECT)
-                .fetch_all(lite)
-                .await
-                .map_err(|e| MigrateError::db("reading the migration history", e))?;
-            rows.iter()
-                .map(|r| {
-                    Ok(AppliedRow {
-                        version: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-                        name: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        checksum: r.try_get(3)?,
-                        applied_at: r.try_get(4)?,
-                        execution_ms: r.try_get(5)?,
-                        applied_by: r.try_get(6)?,
-                        success: r.try_get(7)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| MigrateError::db("decoding the migration history", e))
-        }
+/// SQLite: whether the table exists (PostgreSQL reads and treats SQLSTATE 42P01 as "no history").
+pub(crate) const SQLITE_EXISTS: &str =
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'collex_migrations'";
+
+/// PostgreSQL's SQLSTATE for a missing table: the history table does not exist yet.
+pub(crate) const PG_UNDEFINED_TABLE: &str = "42P01";
+
+/// `CREATE TABLE IF NOT EXISTS` of the history in `dialect`.
+pub(crate) fn create_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => PG_CREATE,
+        Dialect::Sqlite => SQLITE_CREATE,
     }
+}
+
+/// The history in version order, in `dialect`; rows decode with [`decode`].
+pub(crate) fn select_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => PG_SELECT,
+        Dialect::Sqlite => SQLITE_SELECT,
+    }
+}
+
+/// The rows of [`select_sql`].
+pub(crate) fn decode<R>(rows: &[R]) -> Result<Vec<AppliedRow>, MigrateError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let row = |r: &R| -> Result<AppliedRow, sqlx::Error> {
+        Ok(AppliedRow {
+            version: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+            name: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            checksum: r.try_get(3)?,
+            applied_at: r.try_get(4)?,
+            execution_ms: r.try_get(5)?,
+            applied_by: r.try_get(6)?,
+            success: r.try_get(7)?,
+        })
+    };
+    rows.iter()
+        .map(row)
+        .collect::<Result<_, _>>()
+        .map_err(|e| MigrateError::db("decoding the migration history", e))
 }
 
 /// A SQL string literal (standard-conforming strings).
@@ -177,6 +139,7 @@ pub fn host_name() -> &'static str {
 }
 
 /// What a history row is written from.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Record<'a> {
     pub version: u64,
     pub name: &'a str,
@@ -185,39 +148,39 @@ pub(crate) struct Record<'a> {
     pub success: bool,
 }
 
-/// PostgreSQL `INSERT` of a row. `execution_ms` is an SQL expression, so the duration can be measured by the
-/// server inside the same round trip (`clock_timestamp() - now()` is the time since the transaction began).
-pub(crate) fn pg_insert(r: &Record<'_>, execution_ms: &str) -> String {
+/// The `INSERT` of a row in `dialect`. `execution_ms` is an SQL expression, so on PostgreSQL the duration can
+/// be measured by the server inside the same round trip ([`PG_ELAPSED_MS`]). PostgreSQL records the database
+/// user, SQLite (which has none) the OS user.
+pub(crate) fn insert(dialect: Dialect, r: &Record<'_>, execution_ms: &str) -> String {
+    let applied_by = match dialect {
+        Dialect::Postgres => format!("current_user || '@' || {}", quote(host_name())),
+        Dialect::Sqlite => {
+            let user = std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".to_owned());
+            quote(&format!("{user}@{}", host_name()))
+        }
+    };
+    let success = match dialect {
+        Dialect::Postgres => r.success.to_string(),
+        Dialect::Sqlite => i32::from(r.success).to_string(),
+    };
     format!(
         "INSERT INTO collex_migrations (version, name, kind, checksum, execution_ms, applied_by, success) \
-         VALUES ({}, {}, {}, {}, {execution_ms}, current_user || '@' || {}, {})",
+         VALUES ({}, {}, {}, {}, {execution_ms}, {applied_by}, {success})",
         r.version,
         quote(r.name),
         quote(r.kind),
         quote(r.checksum),
-        quote(host_name()),
-        r.success
     )
 }
 
 /// The server-side duration of the current transaction so far, in milliseconds.
 pub(crate) const PG_ELAPSED_MS: &str = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint";
 
-/// SQLite `INSERT` of a row; SQLite has no database user, so the OS user is recorded.
-pub(crate) fn sqlite_insert(r: &Record<'_>, execution_ms: i64) -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!(
-        "INSERT INTO collex_migrations (version, name, kind, checksum, execution_ms, applied_by, success) \
-         VALUES ({}, {}, {}, {}, {execution_ms}, {}, {})",
-        r.version,
-        quote(r.name),
-        quote(r.kind),
-        quote(r.checksum),
-        quote(&format!("{user}@{}", host_name())),
-        i32::from(r.success)
-    )
+/// Whether `version` is recorded: a migration's transaction re-checks it where no lock serialises runners.
+pub(crate) fn is_recorded(version: u64) -> String {
+    format!("SELECT 1 FROM collex_migrations WHERE version = {version}")
 }
 
 /// Removes the row of `version`.
@@ -240,11 +203,28 @@ pub(crate) fn set_checksum(version: u64, checksum: &str) -> String {
     )
 }
 
-/// Executes one statement outside any migration.
-pub(crate) async fn exec(pool: &Pool, sql: String, context: &'static str) -> Result<(), MigrateError> {
-    let r = match pool {
-        Pool::Postgres(pg) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(pg).await.map(|_| ()),
-        Pool::Sqlite(lite) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(lite).await.map(|_| ()),
-    };
-    r.map_err(|e| MigrateError::db(context, e))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record<'static> {
+        Record {
+            version: 7,
+            name: "it's",
+            kind: "sql",
+            checksum: "ab",
+            success: false,
+        }
+    }
+
+    #[test]
+    fn an_insert_quotes_text_and_writes_booleans_as_each_dialect_reads_them() {
+        let pg = insert(Dialect::Postgres, &record(), PG_ELAPSED_MS);
+        assert!(pg.contains("VALUES (7, 'it''s', 'sql', 'ab', (extract"), "{pg}");
+        assert!(pg.contains(", current_user || '@' || '"), "{pg}");
+        assert!(pg.ends_with(", false)"), "{pg}");
+        let lite = insert(Dialect::Sqlite, &record(), "3");
+        assert!(lite.contains("VALUES (7, 'it''s', 'sql', 'ab', 3, '"), "{lite}");
+        assert!(lite.ends_with(", 0)"), "{lite}");
+    }
 }

@@ -19,40 +19,8 @@ pub mod introspect;
 
 use serde::Serialize;
 
-/// The two SQL dialects the generator writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// PostgreSQL (production).
-    Postgres,
-    /// SQLite (the embedded default).
-    Sqlite,
-}
-
-impl Dialect {
-    /// `postgres` or `sqlite`: the infix of per-backend migration files (`001_x.postgres.sql`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Sqlite => "sqlite",
-        }
-    }
-
-    /// The dialect of a SeaORM backend.
-    ///
-    /// # Errors
-    /// [`SchemaError::UnsupportedBackend`] for MySQL.
-    pub fn of(backend: sea_orm::DbBackend) -> Result<Self, SchemaError> {
-        match backend {
-            sea_orm::DbBackend::Postgres => Ok(Self::Postgres),
-            sea_orm::DbBackend::Sqlite => Ok(Self::Sqlite),
-            other => Err(SchemaError::UnsupportedBackend(format!("{other:?}"))),
-        }
-    }
-
-    /// Both dialects, PostgreSQL first.
-    pub const ALL: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
-}
+pub use crate::dialect::Dialect;
+use crate::error::DriverError;
 
 /// A database schema: tables in creation (foreign-key) order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -199,38 +167,55 @@ pub enum SchemaError {
         /// The referenced table.
         references: String,
     },
-    /// The connection's backend is neither PostgreSQL nor SQLite.
-    #[error("unsupported database backend {0}: expected PostgreSQL or SQLite")]
-    UnsupportedBackend(String),
+    /// A PostgreSQL shadow database was asked for without a PostgreSQL connection to create it from.
+    #[error("a PostgreSQL shadow database needs a PostgreSQL connection")]
+    ShadowNeedsPostgres,
     /// A catalog query or a generated statement failed.
-    #[error("database error while {context}: {message}")]
+    #[error("database error while {context}: {source}")]
     Database {
         /// What was being done.
         context: String,
-        /// The driver's message (never contains the URL).
-        message: String,
+        /// The driver's error (it never contains the URL).
+        #[source]
+        source: DriverError,
     },
+    /// The catalog query answered something that is not the expected JSON.
+    #[error("database error while decoding the catalog: {0}")]
+    Catalog(#[source] CatalogError),
     /// The throwaway shadow database could not be created.
     #[error(
-        "cannot create the shadow database `{name}` ({message}): `create --from-entities` replays the migrations \
+        "cannot create the shadow database `{name}` ({source}): `create --from-entities` replays the migrations \
          into a throwaway database, so the user needs the CREATEDB privilege"
     )]
     Shadow {
         /// The shadow database's name.
         name: String,
-        /// The database's message.
-        message: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
     },
     /// The migrator failed (applying pending migrations, or replaying them into the shadow database).
     #[error(transparent)]
     Migrate(#[from] crate::error::MigrateError),
 }
 
+/// Why the catalog's answer could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The query returned no row.
+    #[error("the catalog query returned no row")]
+    NoRow,
+    /// The JSON did not decode.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 impl SchemaError {
-    pub(crate) fn db(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn db(context: impl Into<String>, err: impl Into<DriverError>) -> Self {
         Self::Database {
             context: context.into(),
-            message: err.to_string(),
+            source: err.into(),
         }
     }
 }

@@ -8,7 +8,11 @@
 //!
 //! A version may come as per-backend variants, `NNN_description.postgres.sql` / `NNN_description.sqlite.sql`
 //! with `NNN_rollback.postgres.sql` / `NNN_rollback.sqlite.sql`, instead of one pair for every backend: the
-//! schema generated from the entities differs per dialect. [`load_dir_for`] picks the variant of the backend.
+//! schema generated from the entities differs per dialect. [`MigrationSet::load_for`] picks the variant of the backend.
+//!
+//! A loaded set also keeps the text of every `.sql` file it read ([`MigrationSet::files_read`]), so the drift
+//! check (`crate::schema`) need not read the directory a second time; what the files mean for drift is not
+//! decided here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,10 +21,8 @@ use std::path::{Path, PathBuf};
 use sea_orm_migration::MigrationTrait;
 use sha2::{Digest, Sha256};
 
+use crate::dialect::Dialect;
 use crate::error::MigrateError;
-use crate::schema::Dialect;
-use crate::schema::check;
-use crate::schema::diff::Known;
 use crate::statements::{self, Statement};
 
 /// First-line directive that runs a file outside a transaction (for `CREATE INDEX CONCURRENTLY`).
@@ -69,6 +71,14 @@ impl SqlFile {
             file: path.to_owned(),
             source,
         })?;
+        Self::from_bytes(path, version, bytes)
+    }
+
+    /// Checks the bytes of a file named `path` (not read from disk: for plans built in memory).
+    ///
+    /// # Errors
+    /// As [`SqlFile::read`], but for [`MigrateError::Unreadable`].
+    pub fn from_bytes(path: &Path, version: u64, bytes: Vec<u8>) -> Result<Self, MigrateError> {
         let checksum = hex::encode(Sha256::digest(&bytes));
         let sql = String::from_utf8(bytes).map_err(|e| MigrateError::NotUtf8 {
             file: path.to_owned(),
@@ -209,13 +219,15 @@ pub struct SqlMigration {
     pub rollback: Option<SqlFile>,
 }
 
-/// Reads and validates every migration file in `dir` (files not ending in `.sql` are ignored), for no
-/// particular backend: a directory with per-backend variants needs [`load_dir_for`].
-///
-/// # Errors
-/// Every problem found, as one error or [`MigrateError::Invalid`]; nothing is returned partially.
-pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
-    load_dir_for(dir, None)
+/// One `.sql` file of a migrations directory as it was read: its name, its text and its statements.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    /// The file name.
+    pub name: String,
+    /// The text.
+    pub sql: String,
+    /// Its statements, as [`statements::split`] finds them.
+    pub statements: Vec<Statement>,
 }
 
 /// Reads and validates every migration file in `dir` for the backend `dialect`.
@@ -226,17 +238,17 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SqlMigration>, MigrateError> {
 /// PostgreSQL-only trigger on SQLite), it is applied and recorded with nothing to run. Every variant is read
 /// and validated whatever the backend.
 ///
+/// Returns the migrations, plus every `.sql` file read on the way (other backends' variants and `.`-files
+/// included).
+///
 /// # Errors
-/// Every problem found, as one error or [`MigrateError::Invalid`]; [`MigrateError::Usage`] when `dialect`
-/// is `None` and the directory has variants.
-pub fn load_dir_for(dir: &Path, dialect: Option<Dialect>) -> Result<Vec<SqlMigration>, MigrateError> {
-    scan_dir(dir, dialect).map(|(migrations, _)| migrations)
-}
-
-/// [`load_dir_for`], plus the objects the hand-written files create (what
-/// [`crate::schema::check::known_objects`] finds), gathered from the files as they are read.
-fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, Known), MigrateError> {
-    let mut known = check::history_only();
+/// Every problem found, as one error or [`MigrateError::Invalid`]; [`MigrateError::VariantsNeedBackend`]
+/// when `dialect` is `None` and the directory has variants.
+fn scan_dir(
+    dir: &Path,
+    dialect: Option<Dialect>,
+) -> Result<(Vec<SqlMigration>, Vec<ReadFile>), MigrateError> {
+    let mut read = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|source| MigrateError::Directory {
         path: dir.to_owned(),
         source,
@@ -252,9 +264,13 @@ fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, 
             continue;
         }
         if name.starts_with('.') {
-            // Not a migration, but drift knows what it creates (as `known_objects` does).
+            // Not a migration, but the drift check knows what it creates.
             if let Ok(sql) = std::fs::read_to_string(entry.path()) {
-                check::add_created(&mut known, &sql, &statements::split(&sql));
+                read.push(ReadFile {
+                    statements: statements::split(&sql),
+                    name,
+                    sql,
+                });
             }
             continue;
         }
@@ -288,7 +304,11 @@ fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, 
         }
         let file = match SqlFile::read(&path, parsed.version) {
             Ok(f) => {
-                check::add_created(&mut known, &f.sql, &f.statements);
+                read.push(ReadFile {
+                    name: f.file_name.clone(),
+                    sql: f.sql.clone(),
+                    statements: f.statements.clone(),
+                });
                 Some(f)
             }
             Err(e) => {
@@ -330,10 +350,7 @@ fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, 
             .is_some_and(|((v, _), _)| *v == version);
         let key = if has_variants {
             let Some(d) = dialect else {
-                return Err(MigrateError::Usage(format!(
-                    "migration {version:03} has per-backend variants (.postgres.sql / .sqlite.sql): \
-                     load the directory for a backend (MigrationSet::load_for)"
-                )));
+                return Err(MigrateError::VariantsNeedBackend { version });
             };
             (version, Some(d))
         } else {
@@ -367,7 +384,7 @@ fn scan_dir(dir: &Path, dialect: Option<Dialect>) -> Result<(Vec<SqlMigration>, 
             rollback,
         });
     }
-    Ok((out, known))
+    Ok((out, read))
 }
 
 /// The stand-in for a per-backend migration without a variant for this backend: one harmless statement,
@@ -384,6 +401,13 @@ fn nothing_to_run(dir: &Path, version: u64, description: &str, dialect: &str) ->
         no_transaction: false,
         header: Header::default(),
     }
+}
+
+/// The Rust migrations that join the SQL files in the plan, each with its version.
+///
+/// Empty for now: entity-derived migrations are registered here.
+pub fn rust_migrations() -> Vec<RustMigration> {
+    Vec::new()
 }
 
 /// A Rust migration (sea-orm-migration's [`MigrationTrait`]) with its place in the plan.
@@ -475,8 +499,8 @@ impl Migration {
 pub struct MigrationSet {
     migrations: Vec<Migration>,
     digits: usize,
-    /// What the hand-written files of the directory create, when loaded from one.
-    known: Option<Known>,
+    /// Every `.sql` file read, when loaded from a directory.
+    files_read: Option<Vec<ReadFile>>,
 }
 
 impl MigrationSet {
@@ -509,9 +533,7 @@ impl MigrationSet {
         for r in rust {
             let name = r.migration.name().to_owned();
             if r.version == 0 {
-                errors.push(MigrateError::Usage(format!(
-                    "rust migration `{name}` has version 0: versions start at 1"
-                )));
+                errors.push(MigrateError::VersionZero { name });
                 continue;
             }
             if let Some(existing) = by_version.get(&r.version) {
@@ -535,37 +557,37 @@ impl MigrationSet {
         Ok(Self {
             migrations: by_version.into_values().collect(),
             digits,
-            known: None,
+            files_read: None,
         })
     }
 
     /// Loads the SQL files of `dir` and merges `rust` into them.
     ///
     /// # Errors
-    /// See [`load_dir`] and [`MigrationSet::new`].
+    /// See [`MigrationSet::load_for`] and [`MigrationSet::new`]; a directory with per-backend variants needs
+    /// `load_for`.
     pub fn load(dir: &Path, rust: Vec<RustMigration>) -> Result<Self, MigrateError> {
-        let (sql, known) = scan_dir(dir, None)?;
+        let (sql, read) = scan_dir(dir, None)?;
         Ok(Self {
-            known: Some(known),
+            files_read: Some(read),
             ..Self::new(sql, rust)?
         })
     }
 
-    /// Loads the SQL files of `dir` for `backend` (picking per-backend variants, see [`load_dir_for`]) and
+    /// Loads the SQL files of `dir` for `backend` (picking per-backend variants, see [`scan_dir`]) and
     /// merges `rust` into them.
     ///
     /// # Errors
-    /// See [`load_dir_for`] and [`MigrationSet::new`]; [`MigrateError::UnsupportedBackend`] for MySQL.
+    /// Every problem of the files at once (see [`scan_dir`]), those of [`MigrationSet::new`], and
+    /// [`MigrateError::UnsupportedBackend`] for MySQL.
     pub fn load_for(
         dir: &Path,
         rust: Vec<RustMigration>,
         backend: sea_orm::DbBackend,
     ) -> Result<Self, MigrateError> {
-        let dialect =
-            Dialect::of(backend).map_err(|_| MigrateError::UnsupportedBackend(format!("{backend:?}")))?;
-        let (sql, known) = scan_dir(dir, Some(dialect))?;
+        let (sql, read) = scan_dir(dir, Some(Dialect::of(backend)?))?;
         Ok(Self {
-            known: Some(known),
+            files_read: Some(read),
             ..Self::new(sql, rust)?
         })
     }
@@ -583,12 +605,10 @@ impl MigrationSet {
             .map(|i| &self.migrations[i])
     }
 
-    /// The tables and indexes the hand-written files of the directory create (every `.sql` file without the
-    /// generated-file banner, other backends' variants included), plus the history table: what drift never
-    /// reports as extra, as [`crate::schema::check::known_objects`] finds them, gathered while loading.
-    /// `None` for a set not loaded from a directory ([`MigrationSet::new`]).
-    pub fn hand_written_objects(&self) -> Option<&Known> {
-        self.known.as_ref()
+    /// Every `.sql` file of the directory as it was read (other backends' variants and `.`-files included),
+    /// for the drift check; `None` for a set not loaded from a directory ([`MigrationSet::new`]).
+    pub fn files_read(&self) -> Option<&[ReadFile]> {
+        self.files_read.as_deref()
     }
 
     /// Width of version numbers in file names (at least 3).

@@ -22,7 +22,7 @@ use super::diff::{self, Change};
 use super::{Dialect, Schema, SchemaError, generate, introspect};
 use crate::create::{next_version, slug, title, write_new};
 use crate::error::MigrateError;
-use crate::migrator::{Migrator, Options};
+use crate::runner::{Migrator, Options};
 use crate::source::MigrationSet;
 
 /// What `create --from-entities` wrote.
@@ -51,9 +51,7 @@ pub async fn shadow_schema(
         (Dialect::Postgres, Some(db)) if db.get_database_backend() == DbBackend::Postgres => {
             pg_shadow(db, dir).await
         }
-        (Dialect::Postgres, _) => Err(SchemaError::UnsupportedBackend(
-            "a PostgreSQL shadow database needs a PostgreSQL connection".to_owned(),
-        )),
+        (Dialect::Postgres, _) => Err(SchemaError::ShadowNeedsPostgres),
         (Dialect::Sqlite, _) => {
             let db = sqlite_memory().await?;
             let result = async {
@@ -87,7 +85,7 @@ pub async fn sqlite_memory() -> Result<DatabaseConnection, SchemaError> {
 }
 
 async fn replay(db: &DatabaseConnection, dir: &Path) -> Result<(), SchemaError> {
-    let set = MigrationSet::load_for(dir, crate::rust_migrations(), db.get_database_backend())?;
+    let set = MigrationSet::load_for(dir, crate::source::rust_migrations(), db.get_database_backend())?;
     Migrator::new(set)
         .with_options(Options::default())
         .up(db, None)
@@ -111,7 +109,7 @@ async fn pg_shadow(db: &DatabaseConnection, dir: &Path) -> Result<Schema, Schema
         .await
         .map_err(|e| SchemaError::Shadow {
             name: name.clone(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
     let result = async {
         let pool = PgPoolOptions::new()
@@ -120,7 +118,7 @@ async fn pg_shadow(db: &DatabaseConnection, dir: &Path) -> Result<Schema, Schema
             .await
             .map_err(|e| SchemaError::Shadow {
                 name: name.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         let shadow = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
         let result = async {
@@ -197,7 +195,7 @@ fn translate(changes: &[Change], pg: &Schema) -> Vec<Change> {
 /// `entities`; `Ok(None)` (and nothing written) when nothing differs.
 ///
 /// # Errors
-/// [`MigrateError::Usage`] for a description without letters or digits, file errors, and those of
+/// [`MigrateError::InvalidDescription`] for a description without letters or digits, file errors, and those of
 /// [`pending_changes`].
 pub async fn create_from_entities(
     dir: &Path,
@@ -207,9 +205,9 @@ pub async fn create_from_entities(
 ) -> Result<Option<Generated>, SchemaError> {
     let slug = slug(description);
     if slug.is_empty() {
-        return Err(MigrateError::Usage(format!(
-            "description {description:?} has no letters or digits: expected something like \"add user preferences table\""
-        ))
+        return Err(MigrateError::InvalidDescription {
+            description: description.to_owned(),
+        }
         .into());
     }
     std::fs::create_dir_all(dir).map_err(|source| MigrateError::Write {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use serde::Deserialize;
 
-use super::{Column, Dialect, ForeignKey, Index, Schema, SchemaError, Table, canonical_type};
+use super::{CatalogError, Column, Dialect, ForeignKey, Index, Schema, SchemaError, Table, canonical_type};
 
 /// Which tables [`read_scoped`] describes in full.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ impl Scope<'_> {
 /// Reads every table of the connection's current schema (SQLite's own `sqlite_*` tables excluded).
 ///
 /// # Errors
-/// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::UnsupportedBackend`] for MySQL.
+/// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::Migrate`] (unsupported backend) for MySQL.
 pub async fn read(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
     read_scoped(db, Scope::All).await
 }
@@ -47,7 +47,7 @@ pub async fn read(db: &impl ConnectionTrait) -> Result<Schema, SchemaError> {
 /// only for the tables in `scope` (the others have just their name).
 ///
 /// # Errors
-/// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::UnsupportedBackend`] for MySQL.
+/// [`SchemaError::Database`] when a catalog query fails; [`SchemaError::Migrate`] (unsupported backend) for MySQL.
 pub async fn read_scoped(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, SchemaError> {
     match Dialect::of(db.get_database_backend())? {
         Dialect::Postgres => read_pg(db, scope).await,
@@ -130,10 +130,9 @@ async fn read_pg(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, 
         .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await
         .map_err(|e| SchemaError::db("reading the catalog", e))?
-        .ok_or_else(|| SchemaError::db("reading the catalog", "the catalog query returned no row"))?;
+        .ok_or(SchemaError::Catalog(CatalogError::NoRow))?;
     let text: String = get(&row, 0, "catalog")?;
-    let catalog: PgCatalog =
-        serde_json::from_str(&text).map_err(|e| SchemaError::db("decoding the catalog", e))?;
+    let catalog: PgCatalog = serde_json::from_str(&text).map_err(|e| SchemaError::Catalog(e.into()))?;
 
     let mut tables: BTreeMap<String, Table> = catalog
         .tables
@@ -320,11 +319,6 @@ fn where_clause(create: &str) -> Option<String> {
         }
     }
     found.map(|at| create[at..].trim().trim_end_matches(';').trim().to_owned())
-}
-
-/// Whether a backend is PostgreSQL (for callers that hold a connection).
-pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
-    db.get_database_backend() == DbBackend::Postgres
 }
 
 #[cfg(test)]

@@ -216,10 +216,10 @@ async fn dispatch(
         }
         Command::Status { json, check } => {
             let report = migrator.status(db).await?;
-            // The files were read once already: their hand-written objects came with them.
-            let known = match migrator.set().hand_written_objects() {
-                Some(k) => std::borrow::Cow::Borrowed(k),
-                None => std::borrow::Cow::Owned(migration::schema::check::known_objects(dir)),
+            // The files were read once already: their hand-written objects come from that read.
+            let known = match migrator.set().files_read() {
+                Some(files) => migration::known_from(files),
+                None => migration::schema::check::known_objects(dir),
             };
             let drift = migration::drift_with(db, &known, &entity::registry::all()).await?;
             print::status(&report, &drift, *json);
