@@ -163,3 +163,34 @@ async fn a_no_transaction_migration_that_stops_part_way_is_marked_failed_until_r
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(json["problems"], 0);
 }
+
+#[tokio::test]
+async fn a_failed_migration_keeps_the_database_error_as_its_source() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(2);
+    dir.pair(3, "create_t3", BROKEN_003, "DROP TABLE t3;");
+    let set = migration::MigrationSet::load_for(dir.path(), Vec::new(), sea_orm::DbBackend::Postgres)
+        .expect("valid files");
+    let err = migration::Migrator::new(set)
+        .up(&db, None)
+        .await
+        .expect_err("003 fails");
+    assert!(
+        matches!(err, migration::MigrateError::Failed { version: 3, .. }),
+        "{err}"
+    );
+    // The caller can reach PostgreSQL's own error (its SQLSTATE), not only a message.
+    let source = std::error::Error::source(&err).expect("the driver error is the source");
+    let driver = source
+        .downcast_ref::<migration::DriverError>()
+        .expect("a DriverError");
+    let migration::DriverError::Sqlx(sqlx_err) = driver else {
+        panic!("expected sqlx's error: {driver:?}")
+    };
+    let sea_orm::sqlx::Error::Database(db_err) = sqlx_err.as_ref() else {
+        panic!("expected a database error: {sqlx_err:?}")
+    };
+    assert_eq!(db_err.code().as_deref(), Some("42703"), "undefined column");
+}
