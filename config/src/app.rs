@@ -1,5 +1,6 @@
 //! The service's own configuration: the database plus where to listen ([`AppConfig`], `SERVER_ADDR` as a
-//! [`ServerAddr`]) and how to log ([`LogConfig`]).
+//! [`ServerAddr`], the HTTP limits as an [`HttpConfig`]) and how to log ([`LogConfig`]: `RUST_LOG`,
+//! `LOG_FORMAT`).
 //!
 //! Binding the address is the service's; this module only checks that `SERVER_ADDR` is a `host:port` whose
 //! host is an IP address or a host name, and keeps the name so it is resolved when the service binds.
@@ -10,6 +11,7 @@ use std::str::FromStr;
 
 use crate::db::{self, DbConfig};
 use crate::error::{ConfigError, ConfigWarning};
+use crate::http::{self, HttpConfig};
 use crate::read::{Reader, WithWarnings};
 use crate::vars;
 
@@ -98,6 +100,8 @@ pub struct AppConfig {
     pub db: DbConfig,
     /// `SERVER_ADDR` (default `127.0.0.1:8080`).
     pub server_addr: ServerAddr,
+    /// The HTTP server's limits.
+    pub http: HttpConfig,
 }
 
 impl WithWarnings for AppConfig {
@@ -107,6 +111,16 @@ impl WithWarnings for AppConfig {
 }
 
 impl AppConfig {
+    /// A configuration for `db` served on `server_addr`, with the HTTP limits at their defaults (tests,
+    /// tools).
+    pub fn new(db: DbConfig, server_addr: ServerAddr) -> Self {
+        Self {
+            db,
+            server_addr,
+            http: HttpConfig::default(),
+        }
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors
@@ -132,7 +146,12 @@ impl AppConfig {
             fallback,
             |v| v.parse().ok(),
         );
-        r.finish(Self { db, server_addr })
+        let http = http::read(&mut r);
+        r.finish(Self {
+            db,
+            server_addr,
+            http,
+        })
     }
 }
 
@@ -143,6 +162,19 @@ pub struct LogConfig {
     /// `RUST_LOG` (default `info`), in tracing-subscriber's filter syntax; the service falls back to `info`
     /// when it does not parse.
     pub filter: String,
+    /// `LOG_FORMAT` (default `text`).
+    pub format: LogFormat,
+}
+
+/// `LOG_FORMAT`: how the service writes its log lines to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// `text`: one readable line per event.
+    #[default]
+    Text,
+    /// `json`: one JSON object per line (`timestamp`, `level`, `fields`, `target`), for log shippers.
+    Json,
 }
 
 impl WithWarnings for LogConfig {
@@ -163,9 +195,16 @@ impl LogConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] listing every invalid variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let r = Reader::new(get);
+        let mut r = Reader::new(get);
         let filter = r.string(&vars::RUST_LOG);
-        r.finish(Self { filter })
+        let format = r.parsed(&vars::LOG_FORMAT, "text or json", LogFormat::Text, |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            }
+        });
+        r.finish(Self { filter, format })
     }
 }
 

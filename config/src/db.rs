@@ -203,6 +203,10 @@ pub struct PoolConfig {
     pub max_idle_time: Option<Duration>,
     /// `DB_CONN_ACQUIRE_TIMEOUT` (default 30s): how long a caller waits for a connection.
     pub acquire_timeout: Duration,
+    /// `DB_MAX_IDLE_GRACE` (default 5s): how long idle connections above `max_idle` may stay unused before
+    /// they are retired (HikariCP's model), so a burst does not reconnect at every release. Zero closes them at
+    /// release, as Go does.
+    pub idle_grace: Duration,
 }
 
 impl Default for PoolConfig {
@@ -214,6 +218,7 @@ impl Default for PoolConfig {
             max_lifetime: Some(Duration::from_secs(3600)),
             max_idle_time: Some(Duration::from_secs(1800)),
             acquire_timeout: Duration::from_secs(30),
+            idle_grace: Duration::from_secs(5),
         }
     }
 }
@@ -375,6 +380,15 @@ pub(crate) fn read<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> DbConfig
             Some(defaults.acquire_timeout),
         )
         .unwrap_or(defaults.acquire_timeout);
+    let idle_grace = r.parsed(
+        &vars::DB_MAX_IDLE_GRACE,
+        "a duration like 5s or 500ms (0 closes idle connections above DB_MAX_IDLE_CONNS at release, as Go does)",
+        defaults.idle_grace,
+        |v| match v {
+            "0" => Some(Duration::ZERO),
+            _ => humantime::parse_duration(v).ok(),
+        },
+    );
     let auto_migrate = r.parsed(&vars::DB_AUTO_MIGRATE, "true or false", true, parse_bool);
     let migrate_path = PathBuf::from(r.string(&vars::DB_MIGRATE_PATH));
 
@@ -389,6 +403,7 @@ pub(crate) fn read<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> DbConfig
         max_lifetime,
         max_idle_time,
         acquire_timeout,
+        idle_grace,
     };
     cfg.migrate_path = migrate_path;
     cfg.auto_migrate = auto_migrate;

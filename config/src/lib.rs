@@ -4,14 +4,16 @@ pub mod app;
 pub mod connect;
 pub mod db;
 pub mod error;
+pub mod http;
 mod read;
 pub mod url;
 pub mod vars;
 
-pub use app::{AppConfig, LogConfig, ServerAddr, ServerAddrError};
+pub use app::{AppConfig, LogConfig, LogFormat, ServerAddr, ServerAddrError};
 pub use connect::{connect, pg_connect_options, sqlite_connect_options};
 pub use db::{
     DEFAULT_SQLITE_PATH, DbConfig, DbTarget, PgTarget, PoolConfig, SqliteTarget, SslMode, TargetSource,
 };
 pub use error::{ConfigError, ConfigProblem, ConfigWarning, ConnectError};
+pub use http::HttpConfig;
 pub use url::{redact_url, with_database};

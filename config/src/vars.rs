@@ -114,6 +114,13 @@ pub const DB_CONN_MAX_IDLE_TIME: Var = var(
     "how long a connection may sit idle, same syntax; `0` = no limit",
     Scope::Database,
 );
+/// Grace of the idle connections above the idle cap.
+pub const DB_MAX_IDLE_GRACE: Var = var(
+    "DB_MAX_IDLE_GRACE",
+    Some("5s"),
+    "how long idle connections above `DB_MAX_IDLE_CONNS` may stay unused before they are retired; `0` closes them at release, as Go does",
+    Scope::Database,
+);
 /// Acquire timeout.
 pub const DB_CONN_ACQUIRE_TIMEOUT: Var = var(
     "DB_CONN_ACQUIRE_TIMEOUT",
@@ -142,11 +149,46 @@ pub const SERVER_ADDR: Var = var(
     "where the service listens: `host:port`, the host an address or a name (`localhost:8080`, `[::1]:8080`)",
     Scope::Service,
 );
+/// Request head timeout.
+pub const SERVER_HEADER_READ_TIMEOUT: Var = var(
+    "SERVER_HEADER_READ_TIMEOUT",
+    Some("10s"),
+    "a client that has begun a request must finish its head within this; a positive duration",
+    Scope::Service,
+);
+/// Idle connection timeout.
+pub const SERVER_IDLE_TIMEOUT: Var = var(
+    "SERVER_IDLE_TIMEOUT",
+    Some("75s"),
+    "a connection without a request (before its first one, or between keep-alive requests) is closed after this; a positive duration",
+    Scope::Service,
+);
+/// Connection limit.
+pub const SERVER_MAX_CONNECTIONS: Var = var(
+    "SERVER_MAX_CONNECTIONS",
+    Some("1024"),
+    "connections served at once, more wait in the listen backlog; a positive integer",
+    Scope::Service,
+);
+/// Shutdown deadline.
+pub const SERVER_SHUTDOWN_TIMEOUT: Var = var(
+    "SERVER_SHUTDOWN_TIMEOUT",
+    Some("20s"),
+    "after SIGTERM, how long requests in flight may take; connections still open then are dropped; a positive duration",
+    Scope::Service,
+);
 /// Log filter.
 pub const RUST_LOG: Var = var(
     "RUST_LOG",
     Some("info"),
     "log filter, e.g. `info`, `service=debug,sqlx=warn` (tracing-subscriber syntax)",
+    Scope::Service,
+);
+/// Log format.
+pub const LOG_FORMAT: Var = var(
+    "LOG_FORMAT",
+    Some("text"),
+    "`text` (one readable line per event) or `json` (one JSON object per line, for log shippers)",
     Scope::Service,
 );
 
@@ -164,11 +206,17 @@ pub const ALL: &[Var] = &[
     DB_MAX_IDLE_CONNS,
     DB_CONN_MAX_LIFETIME,
     DB_CONN_MAX_IDLE_TIME,
+    DB_MAX_IDLE_GRACE,
     DB_CONN_ACQUIRE_TIMEOUT,
     DB_AUTO_MIGRATE,
     DB_MIGRATE_PATH,
     SERVER_ADDR,
+    SERVER_HEADER_READ_TIMEOUT,
+    SERVER_IDLE_TIMEOUT,
+    SERVER_MAX_CONNECTIONS,
+    SERVER_SHUTDOWN_TIMEOUT,
     RUST_LOG,
+    LOG_FORMAT,
 ];
 
 /// The variables that select a PostgreSQL server: setting any of them turns the embedded SQLite default

@@ -476,10 +476,7 @@ const ENDPOINTS: [(&str, &str, &str); 5] = [
 ];
 
 fn app(db: DbConfig) -> AppConfig {
-    AppConfig {
-        db,
-        server_addr: "127.0.0.1:0".parse().expect("address"),
-    }
+    AppConfig::new(db, "127.0.0.1:0".parse().expect("address"))
 }
 
 /// Real bodies of every health endpoint, from a service that is healthy (migrated by the real runner) and

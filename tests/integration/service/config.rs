@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use config::{AppConfig, ConfigError, DbConfig, DbTarget, SslMode, TargetSource};
+use config::{AppConfig, ConfigError, DbConfig, DbTarget, LogConfig, LogFormat, SslMode, TargetSource};
 
 fn load(vars: &[(&str, &str)]) -> Result<AppConfig, ConfigError> {
     let map: HashMap<String, String> = vars
@@ -12,6 +12,14 @@ fn load(vars: &[(&str, &str)]) -> Result<AppConfig, ConfigError> {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     AppConfig::from_lookup(|k| map.get(k).cloned())
+}
+
+fn log(vars: &[(&str, &str)]) -> Result<LogConfig, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    LogConfig::from_lookup(|k| map.get(k).cloned())
 }
 
 /// The single problem reported for `var=value`, as text.
@@ -241,6 +249,61 @@ fn invalid_server_addr_is_reported() {
     assert_mentions(
         &problem("SERVER_ADDR", "localhost"),
         &["SERVER_ADDR", "\"localhost\"", "127.0.0.1:8080"],
+    );
+}
+
+#[test]
+fn http_limits_idle_grace_and_log_format_have_their_documented_defaults() {
+    let cfg = load(&[]).expect("valid");
+    let h = &cfg.http;
+    assert_eq!(h.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(h.idle_timeout, Duration::from_secs(75));
+    assert_eq!(h.max_connections, 1024);
+    assert_eq!(h.shutdown_timeout, Duration::from_secs(20));
+    assert_eq!(log(&[]).expect("valid").format, LogFormat::Text);
+    assert_eq!(cfg.db.pool.idle_grace, Duration::from_secs(5));
+
+    let cfg = load(&[
+        ("SERVER_HEADER_READ_TIMEOUT", "2s"),
+        ("SERVER_IDLE_TIMEOUT", "1m"),
+        ("SERVER_MAX_CONNECTIONS", "64"),
+        ("SERVER_SHUTDOWN_TIMEOUT", "500ms"),
+        ("DB_MAX_IDLE_GRACE", "0"),
+    ])
+    .expect("valid");
+    assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(cfg.http.idle_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.http.max_connections, 64);
+    assert_eq!(cfg.http.shutdown_timeout, Duration::from_millis(500));
+    assert_eq!(cfg.db.pool.idle_grace, Duration::ZERO);
+    let json = log(&[("LOG_FORMAT", "JSON")]).expect("valid");
+    assert_eq!(json.format, LogFormat::Json);
+}
+
+#[test]
+fn invalid_http_limits_are_reported() {
+    for var in [
+        "SERVER_HEADER_READ_TIMEOUT",
+        "SERVER_IDLE_TIMEOUT",
+        "SERVER_SHUTDOWN_TIMEOUT",
+    ] {
+        // No limit at all is what the attack needs: 0 is refused.
+        assert_mentions(&problem(var, "0"), &[var, "\"0\"", "positive duration"]);
+        assert_mentions(&problem(var, "soon"), &[var, "\"soon\""]);
+    }
+    assert_mentions(
+        &problem("SERVER_MAX_CONNECTIONS", "0"),
+        &["SERVER_MAX_CONNECTIONS", "\"0\"", "positive integer"],
+    );
+}
+
+#[test]
+fn invalid_log_format_and_idle_grace_are_reported() {
+    let err = log(&[("LOG_FORMAT", "yaml")]).expect_err("not a format");
+    assert_mentions(&err.to_string(), &["LOG_FORMAT", "\"yaml\"", "text or json"]);
+    assert_mentions(
+        &problem("DB_MAX_IDLE_GRACE", "soon"),
+        &["DB_MAX_IDLE_GRACE", "\"soon\"", "5s", "Go"],
     );
 }
 

@@ -188,10 +188,7 @@ pub fn upstream(url: &str) -> SocketAddr {
 
 /// A service configuration on port 0.
 pub fn app(db: DbConfig) -> AppConfig {
-    AppConfig {
-        db,
-        server_addr: "127.0.0.1:0".parse().expect("address"),
-    }
+    AppConfig::new(db, "127.0.0.1:0".parse().expect("address"))
 }
 
 /// Starts the service in this process, without a migration runner.
