@@ -11,7 +11,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -23,7 +22,8 @@ use sea_orm::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Counters, Gate, PendingGuard, PoolError};
+use super::stats::{Counters, PendingGuard};
+use super::{Gate, PoolError};
 
 /// The SeaORM connection of a [`super::Pool`]; get it with [`super::Pool::db`].
 ///
@@ -70,15 +70,14 @@ impl Db {
     async fn pass(&self, n: u32) -> Result<Pass, DbErr> {
         let counters = self.gate.counters().clone();
         let started = Instant::now();
-        counters.pending.fetch_add(1, Ordering::Relaxed);
         let entered = {
-            let _pending = PendingGuard(&counters);
+            let _pending = PendingGuard::enter(&counters);
             self.gate.enter(n, started, self.gate.timeout()).await
         };
         let (permit, waited) = entered.map_err(db_err)?;
         if !waited {
             // sqlx hands the connection over inside SeaORM, past any hook; with the gate passed one is free.
-            self.gate.record_wait(started, false);
+            self.gate.settle(started, false);
         }
         Ok(Pass {
             _permit: permit,
