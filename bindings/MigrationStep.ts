@@ -4,4 +4,4 @@
 /**
  * How far the start-up migration got.
  */
-export type MigrationStep = "applied" | "disabled" | "running" | "not started";
+export type MigrationStep = "applied" | "disabled" | "running" | "not started" | "pending" | "failed";

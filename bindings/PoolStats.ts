@@ -30,7 +30,7 @@ wait_count: number,
  */
 wait_duration: string,
 /**
- * Connections closed because the idle cap was reached.
+ * Connections closed because of the idle cap (`DB_MAX_IDLE_CONNS`).
  */
 max_idle_closed: number,
 /**

@@ -22,4 +22,9 @@ checks: ReadyChecks,
 /**
  * Why the service is not ready; absent when it is.
  */
-error?: string, };
+error?: string,
+/**
+ * What the operator should know though the service is ready (with auto-migrate off: pending migrations
+ * or drift, and the command that fixes them); absent when there is nothing.
+ */
+warning?: string, };

@@ -1,9 +1,9 @@
 //! Start-up, the shared state, the router and shutdown.
 //!
 //! Order: configuration (done by the caller) → pool (lazy, so a database that is down does not stop the
-//! start) → listener → a background task that connects and, when `DB_AUTO_MIGRATE` is true, applies pending
-//! migrations, retrying with capped backoff until it succeeds → serving. Shutdown stops accepting, drains
-//! requests in flight, then closes the pool.
+//! start) → listener → a background task that connects and migrates (see `boot`) → serving (see `server`).
+//! Shutdown stops accepting, drains requests in flight within `SERVER_SHUTDOWN_TIMEOUT`, then closes the
+//! pool. The cached migration state that the health endpoints and `/metrics` share lives here too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,19 +20,26 @@ use crate::health;
 use crate::metrics::{self, HttpMetrics};
 use crate::migrations::{MigrationState, Migrations};
 use crate::pool::{Pool, PoolError};
+use crate::server::{self, Stopped};
 
-/// Longest pause between two attempts to reach the database at start-up.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Timeout of the readiness ping (the spec's "short timeout", at most 1 s).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a migration state read (ledger plus drift: catalog queries, about 45 ms on PostgreSQL) serves
-/// `/health/detailed` and `/metrics` before the next scrape reads it again.
+/// Server-side `statement_timeout` and `lock_timeout` of each statement of a migration state read.
+pub const STATE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a whole migration state read may take on the client: past the statement timeout, so that the
+/// server's own answer (which names what it waited for) usually arrives first.
+pub const STATE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a migration state read (ledger plus drift: catalog queries, about 45 ms on PostgreSQL), known or
+/// unknown, serves `/health/detailed`, `/metrics` and `/ready` before the next asker reads it again.
 pub const MIGRATION_STATE_TTL: Duration = Duration::from_secs(30);
+/// How long closing the pool may take after the server stopped.
+const POOL_CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
-/// The last known migration state, shared by the scrapes; one read at a time.
+/// The last migration state, shared by every asker; one read at a time.
 #[derive(Debug, Default)]
 struct MigrationCache {
-    /// The state and when it was read; only `known` states are kept, so an outage is retried every scrape.
+    /// The state and when it was read (an `unknown` state too: a database that cannot answer is not asked
+    /// again at every scrape).
     last: tokio::sync::Mutex<Option<(Instant, MigrationState)>>,
     /// How many times the runner was asked.
     reads: std::sync::atomic::AtomicU64,
@@ -48,6 +55,8 @@ pub enum Boot {
     Migrating = 1,
     /// Connected and migrated (or auto-migrate is off).
     Done = 2,
+    /// Auto-migrate failed in a way retrying cannot heal; start-up stopped (see [`AppState::boot_error`]).
+    Failed = 3,
 }
 
 /// What every handler sees.
@@ -74,8 +83,13 @@ impl AppState {
         match self.boot.load(Ordering::Acquire) {
             0 => Boot::Connecting,
             1 => Boot::Migrating,
-            _ => Boot::Done,
+            2 => Boot::Done,
+            _ => Boot::Failed,
         }
+    }
+
+    pub(crate) fn set_boot(&self, boot: Boot) {
+        self.boot.store(boot as u8, Ordering::Release);
     }
 
     /// Why the last start-up attempt failed, while start-up is not done.
@@ -83,15 +97,14 @@ impl AppState {
         self.boot_error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn set_boot_error(&self, e: Option<String>) {
+    pub(crate) fn set_boot_error(&self, e: Option<String>) {
         if let Ok(mut slot) = self.boot_error.lock() {
             *slot = e;
         }
     }
 
-    /// The migration state, or unknown when the database does not answer within a second. A state read less
-    /// than [`MIGRATION_STATE_TTL`] ago is served from memory, so frequent scrapes cost no catalog queries;
-    /// concurrent callers share one read.
+    /// The migration state. A state read less than [`MIGRATION_STATE_TTL`] ago, known or unknown, is served
+    /// from memory, so frequent scrapes cost no catalog queries; concurrent callers share one read.
     pub async fn migration_state(&self) -> MigrationState {
         self.read_migration_state(false).await
     }
@@ -108,23 +121,32 @@ impl AppState {
 
     async fn read_migration_state(&self, force: bool) -> MigrationState {
         let cache = &self.migration_cache;
-        let read = async {
-            let mut last = cache.last.lock().await;
-            if !force
-                && let Some((at, state)) = last.as_ref()
-                && at.elapsed() < MIGRATION_STATE_TTL
-            {
-                return state.clone();
-            }
-            cache.reads.fetch_add(1, Ordering::Relaxed);
-            let state = self.migrations.state(self.pool.db()).await;
-            *last = (state.state == "known").then(|| (Instant::now(), state.clone()));
-            state
+        // Whoever asks while a read is running waits for it (and then finds its result), as long as a read
+        // may take, not longer.
+        let Ok(mut last) = tokio::time::timeout(STATE_READ_TIMEOUT, cache.last.lock()).await else {
+            return MigrationState::unknown("a read of the migration state is still in progress");
         };
-        match tokio::time::timeout(READY_TIMEOUT, read).await {
-            Ok(s) => s,
-            Err(_) => MigrationState::unknown("the database did not answer within 1s"),
+        if !force
+            && let Some((at, state)) = last.as_ref()
+            && at.elapsed() < MIGRATION_STATE_TTL
+        {
+            return state.clone();
         }
+        cache.reads.fetch_add(1, Ordering::Relaxed);
+        // Every statement of the read gets a server-side timeout: a read behind another session's lock gives
+        // up on the server, so it never holds a pool connection after the caller stopped waiting.
+        let read = self
+            .pool
+            .guarded(STATE_STATEMENT_TIMEOUT, self.migrations.state(self.pool.db()));
+        let state = match tokio::time::timeout(STATE_READ_TIMEOUT, read).await {
+            Ok(s) => s,
+            Err(_) => MigrationState::unknown(format!(
+                "the database did not answer within {}",
+                humantime::format_duration(STATE_READ_TIMEOUT)
+            )),
+        };
+        *last = Some((Instant::now(), state.clone()));
+        state
     }
 
     /// The directory whose filesystem the disk check watches: the SQLite file's, else the working directory.
@@ -151,13 +173,33 @@ pub enum StartError {
     #[error("cannot build the database pool: {0}")]
     Pool(#[from] PoolError),
     /// The address is taken or not ours, or its host name does not resolve.
-    #[error("cannot listen on {addr} (SERVER_ADDR): {source}")]
+    #[error("cannot listen on {addr} (SERVER_ADDR): {}", bind_advice(source))]
     Bind {
         /// `SERVER_ADDR`.
         addr: ServerAddr,
         /// The OS error.
+        #[source]
         source: std::io::Error,
     },
+}
+
+/// The OS error of a failed bind, said once and with what to do.
+fn bind_advice(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => {
+            "the address is already in use by another process: stop it or set SERVER_ADDR to a free port".to_owned()
+        }
+        ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges): set SERVER_ADDR to a port above 1023".to_owned()
+        }
+        ErrorKind::AddrNotAvailable => {
+            "the address is not one of this machine's: set SERVER_ADDR to a local address such as 127.0.0.1:8080 \
+             or 0.0.0.0:8080"
+                .to_owned()
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// The routes, with request metrics.
@@ -169,12 +211,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health/detailed", get(health::detailed))
         .route("/health/database", get(health::database))
         .route("/metrics", get(metrics::metrics))
-        // An explicit fallback, so 404s pass the metrics middleware too (as route `unmatched`).
+        // Explicit fallbacks, so 404s and 405s answer JSON and pass the metrics layer too.
         .fallback(health::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .layer(metrics::TrackLayer(state.http.clone()))
         .with_state(state)
 }
 
@@ -183,7 +223,7 @@ pub struct Running {
     addr: SocketAddr,
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<Stopped>,
     boot: JoinHandle<()>,
 }
 
@@ -202,17 +242,15 @@ impl std::fmt::Debug for Running {
 /// [`StartError`] when the pool cannot be built or the address cannot be bound.
 pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result<Running, StartError> {
     let pool = Pool::new(&config.db)?;
+    let bind_error = |source| StartError::Bind {
+        addr: config.server_addr.clone(),
+        source,
+    };
     // A host name is resolved here, and the first of its addresses that binds is used.
     let listener = tokio::net::TcpListener::bind(config.server_addr.as_pair())
         .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server_addr.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server_addr.clone(),
-        source,
-    })?;
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     for w in &config.db.warnings {
         tracing::warn!("{w}");
     }
@@ -221,12 +259,15 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         database = %config.db,
         max_open = p.max_open,
         max_idle = p.max_idle,
+        max_idle_grace = ?p.idle_grace,
         max_lifetime = ?p.max_lifetime,
         max_idle_time = ?p.max_idle_time,
         acquire_timeout = ?p.acquire_timeout,
         auto_migrate = config.db.auto_migrate,
         "using database"
     );
+    let mut limits = config.http.clone();
+    limits.max_connections = server::fit_connection_limit(limits.max_connections, p.max_open);
     let state = AppState {
         pool: pool.clone(),
         config: Arc::new(config),
@@ -237,19 +278,30 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         boot_error: Arc::default(),
         migration_cache: Arc::default(),
     };
-    let boot = tokio::spawn(bootstrap(state.clone()));
+    let boot = tokio::spawn(crate::boot::run(state.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
+    tracing::info!(
+        %addr,
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        shutdown_timeout = ?limits.shutdown_timeout,
+        "listening on http://{addr}"
+    );
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        pool.close().await;
-        served
+        let stopped = server::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        })
+        .await;
+        if tokio::time::timeout(POOL_CLOSE_LIMIT, pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database pool did not close within {POOL_CLOSE_LIMIT:?}");
+        }
+        stopped
     });
-    tracing::info!(%addr, "listening on http://{addr}");
     Ok(Running {
         addr,
         state,
@@ -275,85 +327,27 @@ impl Running {
         &self.state
     }
 
-    /// Stops accepting, drains requests in flight and closes the pool.
+    /// Stops accepting, lets requests in flight finish (at most `SERVER_SHUTDOWN_TIMEOUT`, then drops the
+    /// connections still open) and closes the pool.
     ///
     /// # Errors
-    /// The server's I/O error.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
+    /// When the server task panicked.
+    pub async fn shutdown(mut self) -> std::io::Result<Stopped> {
         self.boot.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match (&mut self.server).await {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        (&mut self.server).await.map_err(std::io::Error::other)
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully.
+    /// Serves until `signal` completes, then shuts down as [`Running::shutdown`] does.
     ///
     /// # Errors
-    /// The server's I/O error.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+    /// When the server task panicked.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> std::io::Result<Stopped> {
         tokio::select! {
-            () = signal => {
-                tracing::info!("shutting down: draining requests in flight, then closing the pool");
-                self.shutdown().await
-            }
-            r = &mut self.server => match r {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e)),
-            },
+            () = signal => self.shutdown().await,
+            r = &mut self.server => r.map_err(std::io::Error::other),
         }
-    }
-}
-
-/// Connects and migrates, retrying with capped exponential backoff: the database may come later.
-async fn bootstrap(state: AppState) {
-    let mut backoff = Duration::from_millis(100);
-    let mut attempt: u32 = 0;
-    loop {
-        attempt += 1;
-        let step = async {
-            state
-                .pool
-                .ping(state.config.db.pool.acquire_timeout.min(Duration::from_secs(5)))
-                .await
-                .map_err(|e| e.to_string())?;
-            if !state.config.db.auto_migrate {
-                return Ok(None);
-            }
-            state.boot.store(Boot::Migrating as u8, Ordering::Release);
-            state
-                .migrations
-                .apply_pending(state.pool.db())
-                .await
-                .map(Some)
-                .map_err(|e| format!("auto-migrate failed: {e}"))
-        };
-        match step.await {
-            Ok(applied) => {
-                match applied {
-                    Some(n) => tracing::info!(
-                        applied = n,
-                        "database ready; auto-migrate applied {n} migration(s)"
-                    ),
-                    None => tracing::info!("database ready; auto-migrate is off (DB_AUTO_MIGRATE=false)"),
-                }
-                state.set_boot_error(None);
-                state.boot.store(Boot::Done as u8, Ordering::Release);
-                // After readiness, so start-up-to-ready does not wait for the catalog queries; the first
-                // scrape then finds the state start-up left (or shares this read).
-                state.refresh_migration_state().await;
-                return;
-            }
-            Err(e) => {
-                state.boot.store(Boot::Connecting as u8, Ordering::Release);
-                tracing::warn!(attempt, retry_in = ?backoff, "database not ready: {e}");
-                state.set_boot_error(Some(e));
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -92,6 +92,15 @@ pub async fn not_found() -> Response {
         .into_response()
 }
 
+/// A known path with a method it does not answer (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({"error": "method not allowed"})),
+    )
+        .into_response()
+}
+
 /// `GET /live`: the process answers; no database I/O.
 pub async fn live(State(state): State<AppState>) -> Response {
     reply(
@@ -105,14 +114,28 @@ pub async fn live(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /ready`: 200 when start-up finished and the database answers a ping within 1 s.
+///
+/// With auto-migrate off, a database behind the code (pending migrations, drift, changed history) is still
+/// ready, with `migrations: "pending"` and a warning: every replica sees the same database, so a 503 would
+/// take them all out of the load balancer at once and turn a schema lag into an outage, and a deploy that
+/// migrates after the new version is ready could never finish. The warning is also logged at start-up.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let boot = state.boot();
     let db = check_db(&state, READY_TIMEOUT).await;
+    let mut warning = None;
     let migrations = match (boot, state.config.db.auto_migrate) {
         (Boot::Done, true) => MigrationStep::Applied,
-        (Boot::Done, false) => MigrationStep::Disabled,
+        (Boot::Done, false) => {
+            warning = crate::boot::behind(&state.migration_state().await);
+            if warning.is_some() {
+                MigrationStep::Pending
+            } else {
+                MigrationStep::Disabled
+            }
+        }
         (Boot::Migrating, _) => MigrationStep::Running,
         (Boot::Connecting, _) => MigrationStep::NotStarted,
+        (Boot::Failed, _) => MigrationStep::Failed,
     };
     let ok = db.ok && boot == Boot::Done;
     reply(
@@ -128,7 +151,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 database: db.ok.into(),
                 migrations,
             },
-            error: db.error.or_else(|| state.boot_error()),
+            error: match boot {
+                // The reason start-up stopped comes first: it is what must be fixed.
+                Boot::Failed => state.boot_error().or(db.error),
+                _ => db.error.or_else(|| state.boot_error()),
+            },
+            warning,
         },
     )
 }

@@ -1,55 +1,21 @@
-//! `/metrics` in Prometheus text format, and the middleware that counts HTTP requests.
+//! `/metrics` in Prometheus text format, and the layer that counts HTTP requests.
 //!
 //! Owns metric names and help texts. Pool metrics follow OpenTelemetry's database client connection metrics
 //! (`db.client.connection.*`, with `.` as `_` and the unit as suffix); the Go `DBStats` counters are exported
-//! next to them under the same prefix.
+//! next to them under the same prefix. HTTP request metrics and their label rules are [`http`]'s.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::histogram::Histogram;
 use crate::migrations::Drift;
 
-/// HTTP request latencies by method, route and status.
-#[derive(Debug, Default)]
-pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Arc<Histogram>>>,
-}
+pub mod http;
 
-impl HttpMetrics {
-    fn series(&self, method: &str, route: &str, status: u16) -> Option<Arc<Histogram>> {
-        let mut map = self.series.lock().ok()?;
-        Some(
-            map.entry((method.to_owned(), route.to_owned(), status))
-                .or_default()
-                .clone(),
-        )
-    }
-}
-
-/// Middleware: times every request and records it under its route template (`unmatched` for 404s, so
-/// random paths cannot grow the label set).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
-    if let Some(h) = state.http.series(&method, &route, response.status().as_u16()) {
-        h.observe(started.elapsed());
-    }
-    response
-}
+pub use http::{HttpMetrics, TrackLayer};
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -190,35 +156,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         );
     }
 
-    family(
-        &mut out,
-        "http_server_requests_total",
-        "counter",
-        "HTTP requests served, by method, route and status.",
-    );
-    let snapshot: Vec<_> = state
-        .http
-        .series
-        .lock()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    for ((method, route, status), h) in &snapshot {
-        let _ = writeln!(
-            out,
-            "http_server_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
-            h.count()
-        );
-    }
-    family(
-        &mut out,
-        "http_server_request_duration_seconds",
-        "histogram",
-        "HTTP request latency, by method, route and status.",
-    );
-    for ((method, route, status), h) in &snapshot {
-        let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-        h.render(&mut out, "http_server_request_duration_seconds", &labels);
-    }
+    state.http.render(&mut out, family);
 
     family(
         &mut out,

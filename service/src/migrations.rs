@@ -2,7 +2,8 @@
 //!
 //! Owns the [`Migrations`] seam between the service and the migration crate: [`Runner`] wires it to
 //! `migration::auto_migrate` (under the runner's lock) and to the read-only `Migrator::status` and
-//! `drift_of` (entities versus the live catalog); [`NotWired`] reports `unknown` and applies nothing.
+//! `drift_of` (entities versus the live catalog); [`NotWired`] reports `unknown` and applies nothing. It also
+//! owns which auto-migrate failures waiting can heal ([`FailureKind`]); start-up acts on that (see `boot`).
 
 use std::path::PathBuf;
 
@@ -56,8 +57,49 @@ impl MigrationState {
     }
 }
 
-/// The error of an auto-migrate run, as the runner phrased it.
-pub type MigrateFailure = Box<dyn std::error::Error + Send + Sync>;
+/// Whether waiting can heal an auto-migrate failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// It may pass by itself (another runner holds the migration lock, the database went away): retry.
+    Transient,
+    /// Retrying gives the same answer (an invalid or edited migration file, a failed migration's SQL).
+    Permanent,
+    /// A database error that is permanent if the database still answers and transient if it does not (a
+    /// connection lost mid-way reads like a failed statement).
+    Unclear,
+}
+
+/// An auto-migrate run that failed: why, as the runner phrased it, and whether to retry.
+#[derive(Debug)]
+pub struct MigrateFailure {
+    /// Whether waiting can heal it.
+    pub kind: FailureKind,
+    /// The runner's error.
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl MigrateFailure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind,
+            error: error.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for MigrateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for MigrateFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
 
 /// The service's view of the migration runner.
 #[async_trait]
@@ -65,7 +107,8 @@ pub trait Migrations: Send + Sync + 'static {
     /// Applies every pending migration (auto-migrate); returns how many ran.
     ///
     /// # Errors
-    /// The runner's error; the service retries with backoff.
+    /// The runner's error and whether waiting can heal it; the service retries the transient ones with
+    /// backoff and stops at the others.
     async fn apply_pending(&self, db: &Db) -> Result<usize, MigrateFailure>;
 
     /// Reads the state without writing.
@@ -140,15 +183,31 @@ impl Runner {
     }
 }
 
+/// Which auto-migrate errors waiting can heal: a lock held by another runner can; validation, checksum,
+/// history and generator errors cannot; database errors depend on whether the database still answers.
+pub fn classify(e: &migration::SchemaError) -> FailureKind {
+    use migration::{MigrateError, SchemaError};
+    match e {
+        SchemaError::Migrate(MigrateError::LockTimeout { .. }) => FailureKind::Transient,
+        SchemaError::Migrate(MigrateError::Database { .. } | MigrateError::Failed { .. })
+        | SchemaError::Database { .. } => FailureKind::Unclear,
+        _ => FailureKind::Permanent,
+    }
+}
+
 #[async_trait]
 impl Migrations for Runner {
     async fn apply_pending(&self, db: &Db) -> Result<usize, MigrateFailure> {
         let entities = entity::registry::all();
         // The migration crate takes the raw connection (it reaches the sqlx pool for the advisory lock) and
         // holds two connections on PostgreSQL: the lock's and the one migrating. Both pass the gate first.
-        let held = db.hold_many(2).await?;
-        let report =
-            migration::auto_migrate_with(&held, &self.dir, &entities, migration::Options::default()).await?;
+        let held = db
+            .hold_many(2)
+            .await
+            .map_err(|e| MigrateFailure::new(FailureKind::Transient, e))?;
+        let report = migration::auto_migrate_with(&held, &self.dir, &entities, migration::Options::default())
+            .await
+            .map_err(|e| MigrateFailure::new(classify(&e), e))?;
         drop(held);
         for w in &report.warnings {
             tracing::warn!("auto-migrate: {w}");
@@ -200,5 +259,37 @@ impl Migrations for Runner {
             drift,
             error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use migration::{MigrateError, SchemaError};
+
+    use super::*;
+
+    #[test]
+    fn a_lock_held_by_another_runner_is_retried_and_a_checksum_mismatch_is_not() {
+        let lock = SchemaError::Migrate(MigrateError::LockTimeout {
+            waited: Duration::from_secs(60),
+            holder: None,
+        });
+        assert_eq!(classify(&lock), FailureKind::Transient);
+        let edited = SchemaError::Migrate(MigrateError::ChecksumMismatch {
+            version: 1,
+            file: "001_x.sql".into(),
+        });
+        assert_eq!(classify(&edited), FailureKind::Permanent);
+        let invalid = SchemaError::Migrate(MigrateError::Empty {
+            file: "001_x.sql".into(),
+        });
+        assert_eq!(classify(&invalid), FailureKind::Permanent);
+        let db = SchemaError::Migrate(MigrateError::Database {
+            context: "reading the history",
+            message: "connection reset".into(),
+        });
+        assert_eq!(classify(&db), FailureKind::Unclear);
     }
 }

@@ -4,16 +4,16 @@
 //! log output, the exit codes, and the signals that stop it. Everything else is the `service` library's; the
 //! variables are the `config` crate's.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT) or after `--help` / `--version`, 2 for invalid
-//! configuration or arguments, 1 for anything else.
+//! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT, also when connections had to be dropped at the
+//! shutdown deadline) or after `--help` / `--version`, 2 for invalid configuration or arguments, 1 when the
+//! service cannot start (`SERVER_ADDR` taken) or anything else fails.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Parser;
 use config::vars::{self, Scope};
-use config::{AppConfig, ConfigError, LogConfig};
+use config::{AppConfig, ConfigError, LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn after_help() -> String {
@@ -41,12 +41,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return invalid(&e),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,12 +49,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("service: {e:#}");
-            ExitCode::FAILURE
-        }
+    runtime.block_on(run(config))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`, as text or one JSON object per line (`LOG_FORMAT`).
+fn init_logging(log: &LogConfig) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        // Colour codes only for a person at a terminal: log files and collectors get plain text.
+        _ => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -68,18 +71,27 @@ fn invalid(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(config: AppConfig) -> anyhow::Result<()> {
+async fn run(config: AppConfig) -> ExitCode {
     let runner = Arc::new(service::Runner::new(config.db.clone()));
-    let running = service::start(config, runner)
-        .await
-        .context("starting the service")?;
+    let running = match service::start(config, runner).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The message already says what failed, where, and what to do; its source would repeat it.
+            eprintln!("service: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("collex service listening on http://{}", running.addr());
-    running
-        .run_until(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
-    tracing::info!("stopped");
-    Ok(())
+    match running.run_until(shutdown_signal()).await {
+        Ok(stopped) => {
+            tracing::info!(dropped = stopped.dropped, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("service: serving HTTP failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -61,6 +61,11 @@ pub struct ReadyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub error: Option<String>,
+    /// What the operator should know though the service is ready (with auto-migrate off: pending migrations
+    /// or drift, and the command that fixes them); absent when there is nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub warning: Option<String>,
 }
 
 /// Whether the service takes traffic.
@@ -98,6 +103,13 @@ pub enum MigrationStep {
     /// Waiting for the database.
     #[serde(rename = "not started")]
     NotStarted,
+    /// Auto-migrate is off and the database is behind the code (pending migrations, drift or changed
+    /// history): ready, with a warning.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Auto-migrate failed in a way retrying cannot heal; start-up stopped.
+    #[serde(rename = "failed")]
+    Failed,
 }
 
 /// The verdict of each service `/health` looks at.
@@ -282,5 +294,7 @@ mod tests {
         assert_eq!(word(LiveStatus::Alive), "\"alive\"");
         assert_eq!(word(ReadyStatus::NotReady), "\"not ready\"");
         assert_eq!(word(MigrationStep::NotStarted), "\"not started\"");
+        assert_eq!(word(MigrationStep::Pending), "\"pending\"");
+        assert_eq!(word(MigrationStep::Failed), "\"failed\"");
     }
 }
