@@ -4,8 +4,11 @@
 mod config;
 mod drills;
 mod endpoints;
+mod health_reads;
+mod http_limits;
 mod orm_gate;
 mod pool_stats;
 mod process;
 mod scrapes;
+mod startup;
 pub(crate) mod support;

@@ -9,7 +9,7 @@ use collex_tests::{PgTestDb, TempDir, admin_url};
 use sea_orm::ConnectionTrait;
 use service::PoolError;
 
-use super::support::{Proxy, app, get, pg_config, start, upstream, via, wait_for_status};
+use super::support::{Load, Proxy, app, get, pg_config, start, upstream, via, wait_for_status};
 
 #[tokio::test]
 async fn an_outage_turns_ready_to_503_while_live_stays_200_and_recovers() {
@@ -33,16 +33,7 @@ async fn an_outage_turns_ready_to_503_while_live_stays_200_and_recovers() {
             }
         }
     });
-    let load: Vec<_> = (0..8)
-        .map(|_| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    let _ = get(addr, "/health/database").await;
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(addr, "/health/database", 8);
 
     proxy.cut();
     wait_for_status(addr, "/ready", 503, Duration::from_secs(2)).await;
@@ -66,9 +57,7 @@ async fn an_outage_turns_ready_to_503_while_live_stays_200_and_recovers() {
     assert_eq!(get(addr, "/health/database").await.status, 200);
 
     stop.store(true, Ordering::SeqCst);
-    for t in load {
-        t.await.expect("load task did not panic");
-    }
+    load.stop().await;
     sampler.await.expect("sampler did not panic");
     assert!(
         most.load(Ordering::SeqCst) <= 4,

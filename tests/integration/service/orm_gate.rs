@@ -97,7 +97,9 @@ async fn repo_queries_on_pool_db_count_their_waits_and_time_out_with_the_pools_e
     );
     assert_eq!(pool.counters().pending(), 0);
 
-    // Still exhausted after DB_CONN_ACQUIRE_TIMEOUT: the pool's own message, not sqlx's bare timeout.
+    // Still exhausted after DB_CONN_ACQUIRE_TIMEOUT: the pool's own message, not sqlx's bare timeout. (The
+    // connections are back in the pool first: taking one still on its way back would be a wait of its own.)
+    eventually(BOUND, "both connections idle", || pool.stats().idle == 2).await;
     let held = futures::future::join_all([pool.acquire(), pool.acquire()]).await;
     let timeouts = pool.counters().timeouts();
     let err = Users::repo(pool.db(), Ctx::new().business(shop))

@@ -1,30 +1,19 @@
 //! Scrapes of `/health/detailed` and `/metrics` reuse the migration state (ledger and drift, read with catalog
 //! queries) for `MIGRATION_STATE_TTL`, and start-up reads it again right after auto-migrate.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
 use collex_tests::PgTestDb;
 
-use super::support::{app, eventually, get, pg_config, wait_for_status};
+use super::support::{get, pg_config, start_with_runner};
 
 #[tokio::test]
 async fn repeated_scrapes_read_the_migration_state_once_after_start_up_migrated() {
     let db = PgTestDb::new().await;
     let mut cfg = pg_config(db.url());
     cfg.auto_migrate = true;
-    cfg.migrate_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    let runner = Arc::new(service::Runner::new(cfg.migrate_path.clone()));
-    let svc = service::start(app(cfg), runner).await.expect("service starts");
+    cfg.migrate_path = collex_tests::migrations_dir();
+    // Start-up reads the state again right after migrating.
+    let svc = start_with_runner(cfg).await;
     let addr = svc.addr();
-    wait_for_status(addr, "/ready", 200, Duration::from_secs(30)).await;
-    eventually(
-        Duration::from_secs(10),
-        "start-up reads the state after migrating",
-        || svc.state().migration_state_reads() >= 1,
-    )
-    .await;
     let reads = svc.state().migration_state_reads();
 
     let first = get(addr, "/health/detailed").await;

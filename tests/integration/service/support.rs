@@ -61,10 +61,13 @@ pub async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> 
 }
 
 /// A TCP proxy in front of PostgreSQL. `cut` drops every forwarded connection and refuses new ones by closing
-/// them at once; `restore` forwards again. It records the most connections it ever carried at once.
+/// them at once; `hang` drops them too but holds new ones open without an answer (a network that swallows
+/// packets); `restore` forwards again. It records the most connections it ever carried at once.
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
     live: Arc<Mutex<Vec<AbortHandle>>>,
     open: Arc<AtomicUsize>,
     max_open: Arc<AtomicUsize>,
@@ -77,15 +80,22 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
+        let hang = Arc::new(AtomicBool::new(false));
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let open = Arc::new(AtomicUsize::new(0));
         let max_open = Arc::new(AtomicUsize::new(0));
         let (c, l, o, m) = (cut.clone(), live.clone(), open.clone(), max_open.clone());
+        let (h, held_by_task) = (hang.clone(), held.clone());
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
+                if h.load(Ordering::SeqCst) {
+                    held_by_task.lock().expect("held list").push(client);
+                    continue;
+                }
                 if c.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -108,6 +118,8 @@ impl Proxy {
         Self {
             addr,
             cut,
+            hang,
+            held,
             live,
             open,
             max_open,
@@ -123,9 +135,17 @@ impl Proxy {
         }
     }
 
-    /// Forwards again.
+    /// Drops every connection and holds new ones open without forwarding a byte.
+    pub fn hang(&self) {
+        self.hang.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Forwards again (connections held by `hang` are closed).
     pub fn restore(&self) {
+        self.hang.store(false, Ordering::SeqCst);
         self.cut.store(false, Ordering::SeqCst);
+        self.held.lock().expect("held list").clear();
     }
 
     /// Connections carried right now.
@@ -196,6 +216,54 @@ pub async fn start(db: DbConfig) -> service::Running {
     service::start(app(db), Arc::new(service::NotWired))
         .await
         .expect("service starts")
+}
+
+/// Starts the service in this process with the real migration runner on `db.migrate_path`, and waits until
+/// start-up is done and has read the migration state once.
+pub async fn start_with_runner(db: DbConfig) -> service::Running {
+    let runner = Arc::new(service::Runner::new(db.migrate_path.clone()));
+    let svc = service::start(app(db), runner).await.expect("service starts");
+    wait_for_status(svc.addr(), "/ready", 200, Duration::from_secs(30)).await;
+    let state = svc.state().clone();
+    eventually(
+        Duration::from_secs(10),
+        "start-up read the migration state",
+        || state.migration_state_reads() >= 1,
+    )
+    .await;
+    svc
+}
+
+/// Clients asking `path` in a loop until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` clients asking `GET path` of `addr` one request after another.
+    pub fn start(addr: SocketAddr, path: &'static str, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let _ = get(addr, path).await;
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the clients and waits for them.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load task did not panic");
+        }
+    }
 }
 
 /// The service's working directory, with an empty `migrations/`.
@@ -313,7 +381,21 @@ impl Proc {
         }
     }
 
-    /// Sends SIGTERM and collects the exit status and everything printed.
+    /// Waits until the output contains `text` (at most 30 s).
+    pub fn wait_for_output(&self, text: &str) {
+        let started = Instant::now();
+        while !self.output().contains(text) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{text:?} never printed: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and collects the exit status and everything printed. Panics when the process has not
+    /// exited 20 s after the signal (it is killed then, so no process is left behind).
     pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -325,10 +407,11 @@ impl Proc {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "service did not stop after SIGTERM"
-            );
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("service did not stop within 20s of SIGTERM: {}", self.output());
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
         for r in self.readers.drain(..) {
@@ -336,4 +419,26 @@ impl Proc {
         }
         (exit, self.output())
     }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A test that panicked before terminate() must not leave the service running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The binary on a free port of 127.0.0.1 in a working directory of its own (SQLite there unless `env` says
+/// otherwise), once `/ready` answers 200. Keep the directory as long as the process.
+pub async fn serve(env: &[(&str, &str)]) -> (TempDir, Proc, SocketAddr) {
+    let dir = temp_dir();
+    let mut cmd = command(dir.path(), &[("SERVER_ADDR", "127.0.0.1:0")]);
+    cmd.envs(env.iter().copied());
+    let svc = spawn(cmd);
+    let addr = svc.listening_addr();
+    wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
+    (dir, svc, addr)
 }
