@@ -1,6 +1,6 @@
 //! Start-up of the real binary: failures that cannot heal by waiting (an invalid migration file, a checksum
-//! mismatch) stop the retries, keep `/ready` at 503 with the reason and are logged once; a taken
-//! `SERVER_ADDR` is said once; with auto-migrate off, pending migrations are reported; `LOG_FORMAT=json`.
+//! mismatch) stop the retries, keep `/ready` at 503 with the reason and are logged once; with auto-migrate
+//! off, pending migrations are reported; `LOG_FORMAT=json`. (A taken `SERVER_ADDR`: `edges::listen`.)
 
 use std::time::{Duration, Instant};
 
@@ -91,26 +91,6 @@ async fn a_checksum_mismatch_stops_start_up_retries_on_postgresql() {
     let addr = second.listening_addr();
     second.wait_for_output("modified after it was applied");
     stopped_and_said_once(second, addr, "modified after it was applied").await;
-}
-
-#[test]
-fn a_taken_server_addr_is_said_once_naming_the_variable() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = taken.local_addr().expect("addr").to_string();
-    let dir = temp_dir();
-    let out = command(dir.path(), &[("SERVER_ADDR", addr.as_str())])
-        .output()
-        .expect("run service");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SERVER_ADDR"), "{err}");
-    assert!(err.contains(&addr), "{err}");
-    assert_eq!(
-        occurrences(&err.to_lowercase(), "already in use"),
-        1,
-        "the OS error is said once: {err}"
-    );
-    assert!(!err.contains("os error 98): Address"), "{err}");
 }
 
 #[tokio::test]
