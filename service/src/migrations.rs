@@ -184,14 +184,57 @@ impl Runner {
 }
 
 /// Which auto-migrate errors waiting can heal: a lock held by another runner can; validation, checksum,
-/// history and generator errors cannot; database errors depend on whether the database still answers.
+/// history and generator errors cannot; a database error is judged by the driver's error (see
+/// [`driver_kind`]); a migration whose statement failed is [`FailureKind::Unclear`] (its message is text).
 pub fn classify(e: &migration::SchemaError) -> FailureKind {
     use migration::{MigrateError, SchemaError};
     match e {
         SchemaError::Migrate(MigrateError::LockTimeout { .. }) => FailureKind::Transient,
-        SchemaError::Migrate(MigrateError::Database { .. } | MigrateError::Failed { .. })
-        | SchemaError::Database { .. } => FailureKind::Unclear,
+        SchemaError::Migrate(MigrateError::Database { source, .. })
+        | SchemaError::Database { source, .. } => driver_kind(source),
+        SchemaError::Migrate(MigrateError::Failed { .. }) => FailureKind::Unclear,
         _ => FailureKind::Permanent,
+    }
+}
+
+/// SQLSTATEs that say the server or the moment, not the SQL, is the problem: too many connections, admin or
+/// crash shutdown, cannot connect now, serialization failure, deadlock, lock not available.
+const TRANSIENT_SQLSTATES: [&str; 7] = ["53300", "57P01", "57P02", "57P03", "40001", "40P01", "55P03"];
+
+/// Transient for a connection that failed or broke (I/O, TLS, pool, protocol) and for the SQLSTATEs of
+/// connection exceptions (class 08) and [`TRANSIENT_SQLSTATES`]; permanent for any other error the database
+/// answered with; unclear when the driver's error says nothing either way.
+pub fn driver_kind(e: &migration::DriverError) -> FailureKind {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx: Option<&Sqlx> = match e {
+        migration::DriverError::Sqlx(e) => Some(e),
+        migration::DriverError::Orm(e) => match &**e {
+            DbErr::Conn(RuntimeErr::SqlxError(e))
+            | DbErr::Exec(RuntimeErr::SqlxError(e))
+            | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e),
+            DbErr::ConnectionAcquire(_) => return FailureKind::Transient,
+            _ => None,
+        },
+        _ => None,
+    };
+    match sqlx {
+        Some(
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed
+            | Sqlx::Protocol(_),
+        ) => FailureKind::Transient,
+        Some(Sqlx::Database(db)) => match db.code() {
+            Some(code) if code.starts_with("08") || TRANSIENT_SQLSTATES.contains(&code.as_ref()) => {
+                FailureKind::Transient
+            }
+            Some(_) => FailureKind::Permanent,
+            None => FailureKind::Unclear,
+        },
+        _ => FailureKind::Unclear,
     }
 }
 
@@ -286,10 +329,15 @@ mod tests {
             file: "001_x.sql".into(),
         });
         assert_eq!(classify(&invalid), FailureKind::Permanent);
-        let db = SchemaError::Migrate(MigrateError::Database {
+        let reset = SchemaError::Migrate(MigrateError::Database {
             context: "reading the history",
-            message: "connection reset".into(),
+            source: sea_orm::sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()).into(),
         });
-        assert_eq!(classify(&db), FailureKind::Unclear);
+        assert_eq!(classify(&reset), FailureKind::Transient);
+        let decode = SchemaError::Migrate(MigrateError::Database {
+            context: "reading the history",
+            source: sea_orm::sqlx::Error::ColumnNotFound("version".into()).into(),
+        });
+        assert_eq!(classify(&decode), FailureKind::Unclear);
     }
 }
