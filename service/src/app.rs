@@ -59,22 +59,34 @@ pub enum Boot {
     Failed = 3,
 }
 
-/// What every handler sees.
+/// What every handler sees: one reference-counted handle, so the per-request clones axum makes of the state
+/// (the route's service, the `State` extractor) cost one atomic increment each.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateData>);
+
+/// The data behind [`AppState`] (reached through it by `Deref`).
+pub struct StateData {
     /// The pool.
     pub pool: Pool,
     /// The configuration.
-    pub config: Arc<AppConfig>,
+    pub config: AppConfig,
     /// When the service started.
     pub started: Instant,
     /// HTTP request metrics.
     pub http: Arc<HttpMetrics>,
     /// The migration runner.
     pub migrations: Arc<dyn Migrations>,
-    boot: Arc<AtomicU8>,
-    boot_error: Arc<std::sync::Mutex<Option<String>>>,
-    migration_cache: Arc<MigrationCache>,
+    boot: AtomicU8,
+    boot_error: std::sync::Mutex<Option<String>>,
+    migration_cache: MigrationCache,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateData;
+
+    fn deref(&self) -> &StateData {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -268,16 +280,16 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
     );
     let mut limits = config.http.clone();
     limits.max_connections = server::fit_connection_limit(limits.max_connections, p.max_open);
-    let state = AppState {
+    let state = AppState(Arc::new(StateData {
         pool: pool.clone(),
-        config: Arc::new(config),
+        config,
         started: Instant::now(),
         http: Arc::default(),
         migrations,
-        boot: Arc::new(AtomicU8::new(Boot::Connecting as u8)),
-        boot_error: Arc::default(),
-        migration_cache: Arc::default(),
-    };
+        boot: AtomicU8::new(Boot::Connecting as u8),
+        boot_error: std::sync::Mutex::default(),
+        migration_cache: MigrationCache::default(),
+    }));
     let boot = tokio::spawn(crate::boot::run(state.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());

@@ -8,8 +8,17 @@
 //!
 //! Above the connection limit, clients wait in the kernel's listen backlog until a connection closes; the
 //! limit is lowered at start when the process's open-file limit could not hold it next to the database pool.
+//!
+//! The timeouts cost a request nothing but a few atomic stores: one reaper task per server ticks a clock (a
+//! quarter of the shorter timeout, at most a second) and drops the connections whose phase lasted too long;
+//! shutdown orders every open connection the same way. A connection's task reads its order with one atomic
+//! load when it wakes, instead of polling a timer and a channel (whose shared lock every connection would
+//! take at every wake-up).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,12 +27,12 @@ use config::HttpConfig;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
 mod conn;
 
-use conn::{Activity, Watched};
+use conn::{Activity, Clock, Order, Watched};
 
 /// Largest request head accepted (hyper answers 431 beyond it): bounds the memory a connection can take.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -72,6 +81,70 @@ pub fn fit_connection_limit(requested: u32, pool_size: u32) -> u32 {
     fitted
 }
 
+/// The connections open right now, for the reaper and the shutdown.
+#[derive(Default)]
+struct Open {
+    next: AtomicU64,
+    all: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Open {
+    fn add(self: &Arc<Self>, activity: Arc<Activity>) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut all) = self.all.lock() {
+            all.insert(id, activity);
+        }
+        Registration {
+            open: self.clone(),
+            id,
+        }
+    }
+
+    /// Gives every open connection `order`.
+    fn order_all(&self, order: Order) {
+        let all: Vec<Arc<Activity>> = self
+            .all
+            .lock()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        for a in all {
+            a.order(order);
+        }
+    }
+}
+
+/// A connection's place in [`Open`], given back when the connection ends.
+struct Registration {
+    open: Arc<Open>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut all) = self.open.all.lock() {
+            all.remove(&self.id);
+        }
+    }
+}
+
+/// Advances the clock every tick and drops the connections whose phase lasted too long.
+async fn reap(clock: Arc<Clock>, open: Arc<Open>, limits: Arc<HttpConfig>) {
+    let mut tick = tokio::time::interval(clock.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        clock.advance();
+        let expired: Vec<Arc<Activity>> = open
+            .all
+            .lock()
+            .map(|all| all.values().filter(|a| a.expired(&limits)).cloned().collect())
+            .unwrap_or_default();
+        for a in expired {
+            a.order(Order::Drop);
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` completes, then drains (see the module docs).
 pub async fn serve(
     listener: TcpListener,
@@ -81,8 +154,10 @@ pub async fn serve(
 ) -> Stopped {
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max as usize));
-    let (control, control_rx) = watch::channel(Phase::Serving);
+    let clock = Arc::new(Clock::new(Clock::tick_for(&limits)));
+    let open = Arc::new(Open::default());
     let limits = Arc::new(limits);
+    let reaper = tokio::spawn(reap(clock.clone(), open.clone(), limits.clone()));
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
@@ -98,11 +173,14 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _peer)) => {
+                let activity = Arc::new(Activity::new(clock.clone()));
+                // Registered here, before the task runs, so a shutdown that starts now reaches it.
+                let registration = open.add(activity.clone());
                 let conn = Connection {
                     router: router.clone(),
-                    limits: limits.clone(),
+                    activity,
                     _slot: slot,
-                    control: control_rx.clone(),
+                    _registration: registration,
                 };
                 tokio::spawn(conn.run(stream));
             }
@@ -116,27 +194,30 @@ pub async fn serve(
     }
     drop(listener);
     let open_now = || max.saturating_sub(u32::try_from(slots.available_permits()).unwrap_or(max));
-    let open = open_now();
+    let still_open = open_now();
     tracing::info!(
-        open,
-        "shutting down: not accepting; letting {open} open connection(s) finish (at most SERVER_SHUTDOWN_TIMEOUT={})",
+        open = still_open,
+        "shutting down: not accepting; letting {still_open} open connection(s) finish (at most SERVER_SHUTDOWN_TIMEOUT={})",
         humantime::format_duration(limits.shutdown_timeout)
     );
-    let _ = control.send(Phase::Draining);
-    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(max))
+    open.order_all(Order::Drain);
+    let drained = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(max))
         .await
-        .is_ok()
-    {
-        return Stopped { dropped: 0 };
-    }
-    let dropped = open_now();
-    tracing::warn!(
-        dropped,
-        "shutdown deadline (SERVER_SHUTDOWN_TIMEOUT={}) passed: dropping {dropped} connection(s) still open",
-        humantime::format_duration(limits.shutdown_timeout)
-    );
-    let _ = control.send(Phase::Dropping);
-    let _ = tokio::time::timeout(UNWIND, slots.acquire_many(max)).await;
+        .is_ok();
+    let dropped = if drained {
+        0
+    } else {
+        let dropped = open_now();
+        tracing::warn!(
+            dropped,
+            "shutdown deadline (SERVER_SHUTDOWN_TIMEOUT={}) passed: dropping {dropped} connection(s) still open",
+            humantime::format_duration(limits.shutdown_timeout)
+        );
+        open.order_all(Order::Drop);
+        let _ = tokio::time::timeout(UNWIND, slots.acquire_many(max)).await;
+        dropped
+    };
+    reaper.abort();
     Stopped { dropped }
 }
 
@@ -149,29 +230,18 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     )
 }
 
-/// What the server asks of its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Serve requests.
-    Serving,
-    /// Finish the request in flight, then close.
-    Draining,
-    /// Close now (the shutdown deadline passed).
-    Dropping,
-}
-
 /// One accepted connection and what it needs to live and die.
 struct Connection {
     router: Router,
-    limits: Arc<HttpConfig>,
+    activity: Arc<Activity>,
     _slot: OwnedSemaphorePermit,
-    control: watch::Receiver<Phase>,
+    _registration: Registration,
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
+        let activity = self.activity.clone();
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let router = self.router.clone();
         let seen = activity.clone();
@@ -188,31 +258,25 @@ impl Connection {
         builder
             .keep_alive(true)
             .max_buf_size(MAX_HEAD_BYTES)
-            // The watchdog below enforces the header and idle timeouts, distinctly.
+            // The reaper enforces the header and idle timeouts, distinctly.
             .header_read_timeout(None);
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
-        loop {
-            let deadline = activity.deadline(&self.limits);
-            // Biased: the connection is polled first on every wake-up, the rarely ready branches after it.
-            tokio::select! {
-                biased;
-                _ = conn.as_mut() => return,
-                changed = self.control.changed() => {
-                    let phase = *self.control.borrow_and_update();
-                    if changed.is_err() || phase == Phase::Dropping {
-                        // Dropping the connection closes the socket.
-                        return;
-                    }
+        let mut draining = false;
+        // One atomic load per wake-up for the server's orders; the reaper and the shutdown wake the task.
+        std::future::poll_fn(|cx| {
+            match activity.poll_order(cx) {
+                // Dropping the connection closes the socket.
+                Order::Drop => return Poll::Ready(()),
+                Order::Drain if !draining => {
                     // Finishes the request in flight, then closes; an idle connection closes now.
+                    draining = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    if activity.expired(&self.limits) {
-                        return;
-                    }
-                }
+                _ => {}
             }
-        }
+            conn.as_mut().poll(cx).map(|_| ())
+        })
+        .await;
     }
 }

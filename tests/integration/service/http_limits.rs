@@ -244,3 +244,26 @@ async fn sigterm_with_a_half_sent_request_exits_cleanly_at_the_shutdown_deadline
     );
     assert!(closed_by_server(stuck, Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn a_connection_limit_that_does_not_fit_the_open_file_limit_is_lowered_with_a_warning() {
+    let dir = super::support::temp_dir();
+    // The hard limit cannot be raised without privileges: 128 files for 1024 connections and 100 pool ones.
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=128:128")
+        .arg(collex_tests::workspace_bin("service"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SERVER_ADDR", "127.0.0.1:0")
+        .env("DB_MAX_OPEN_CONNS", "10")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let svc = super::support::spawn(cmd);
+    let addr = svc.listening_addr();
+    wait_for_status(addr, "/ready", 200, Duration::from_secs(15)).await;
+    svc.wait_for_output("serving at most 54 connections");
+    let (exit, output) = svc.terminate();
+    assert!(exit.success(), "{output}");
+    assert!(output.contains("SERVER_MAX_CONNECTIONS=1024"), "{output}");
+}

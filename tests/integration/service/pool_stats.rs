@@ -309,3 +309,33 @@ async fn a_grace_period_keeps_a_burst_then_retires_and_counts_every_surplus_conn
     assert_eq!((s.max_idle_time_closed, s.max_lifetime_closed), (0, 0));
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_wait_behind_a_connection_a_caller_gave_up_on_is_counted() {
+    let db = PgTestDb::new().await;
+    let pool = pool(&db, |p| p.max_open = 1);
+    let mut conn = pool.acquire().await.expect("acquire");
+    // The caller stops waiting for a slow query: its connection goes back to sqlx while the server still runs
+    // the query, so the gate is free but no connection is.
+    let slow = async {
+        let pg = conn.postgres().expect("PostgreSQL");
+        sea_orm::sqlx::query("SELECT pg_sleep(1)")
+            .execute(&mut **pg)
+            .await
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), slow)
+            .await
+            .is_err(),
+        "the query is still running"
+    );
+    drop(conn);
+    assert_eq!(pool.stats().wait_count, 0);
+    let again = pool
+        .acquire()
+        .await
+        .expect("the connection comes back once the query ends");
+    assert_eq!(pool.stats().wait_count, 1, "a wait past the gate is a wait too");
+    drop(again);
+    pool.close().await;
+}
