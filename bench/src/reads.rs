@@ -15,7 +15,7 @@ use entity::{Ctx, users};
 use sea_orm::sqlx::{self, PgPool, Row as _};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, QueryTrait, Statement,
+    Statement,
 };
 use uuid::Uuid;
 
@@ -86,7 +86,7 @@ fn repo_sql(db: &DatabaseConnection) -> anyhow::Result<(String, usize)> {
         .find()
         .filter(users::Column::Id.eq(db::user_id(1)))
         .limit(1)
-        .build(DbBackend::Postgres);
+        .statement();
     let n = stmt.values.as_ref().map_or(0, |v| v.0.len());
     Ok((stmt.sql, n))
 }

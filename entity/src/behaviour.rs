@@ -3,11 +3,11 @@
 //! The traits name the fixed behaviour columns of an entity; `#[behaviour(...)]` implements them, so an
 //! entity never writes these impls by hand. Generic code bounds on the trait it needs (`E: SoftDeletable`
 //! for `soft_delete`), and the `Behaviours` descriptor tells the default read and write paths which
-//! filters and stamps apply, without specialization.
+//! filters and stamps apply, without specialization. The statement cache itself lives in [`crate::cache`].
 
-use std::sync::OnceLock;
+use sea_orm::{DbErr, EntityTrait, IntoActiveModel, QueryResult, RelationDef};
 
-use sea_orm::{EntityTrait, IntoActiveModel, Value};
+use crate::cache::StatementCache;
 
 /// `id` (UUID v7, generated in Rust), `created_at`, `updated_at` (timestamp with time zone).
 pub trait BaseModel: EntityTrait {
@@ -37,6 +37,10 @@ pub trait SoftDeletable: BaseModel {
 pub trait BusinessScoped: BaseModel {
     /// The `business_id` column.
     fn business_id_column() -> Self::Column;
+    /// `belongs_to businesses`: `business_id → businesses.id ON DELETE CASCADE`. `#[behaviour]` emits it,
+    /// with `Related<businesses::Entity>` and the foreign key of the table, so a scoped entity cannot
+    /// forget them.
+    fn business_relation() -> RelationDef;
 }
 
 /// `version`: optimistic locking, checked and incremented by every update through the crate.
@@ -58,6 +62,52 @@ pub struct IndexDef {
     pub predicate: Option<&'static str>,
 }
 
+/// The five behaviours, as named in `#[behaviour(...)]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Behaviour {
+    /// `id`, `created_at`, `updated_at`.
+    BaseModel,
+    /// `created_by`, `updated_by`.
+    AuditableEntity,
+    /// `deleted_at`.
+    SoftDeletable,
+    /// `business_id`.
+    BusinessScoped,
+    /// `version`.
+    Versioned,
+}
+
+impl Behaviour {
+    /// The name written in `#[behaviour(...)]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BaseModel => "BaseModel",
+            Self::AuditableEntity => "AuditableEntity",
+            Self::SoftDeletable => "SoftDeletable",
+            Self::BusinessScoped => "BusinessScoped",
+            Self::Versioned => "Versioned",
+        }
+    }
+}
+
+impl std::fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A column a behaviour adds and the repository alone writes (ids, timestamps, actor, business, version).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnedColumn<C: 'static> {
+    /// The column.
+    pub column: C,
+    /// Its name.
+    pub name: &'static str,
+    /// The behaviour that adds it.
+    pub behaviour: Behaviour,
+}
+
 /// Which behaviours an entity has: what the repository filters and stamps.
 ///
 /// Implemented by `#[behaviour(...)]` alongside the behaviour traits, which it mirrors.
@@ -76,46 +126,18 @@ pub trait Behaviours:
     fn business_id_column() -> Option<Self::Column>;
     /// `version` when the entity is [`Versioned`].
     fn version_column() -> Option<Self::Column>;
+    /// Every column the entity's behaviours add: the one list every write path of the repository checks
+    /// (see [`crate::repo`] for the rule).
+    fn owned_columns() -> &'static [OwnedColumn<Self::Column>];
+    /// The `belongs_to businesses` relation when the entity is [`BusinessScoped`].
+    fn business_relation() -> Option<RelationDef>;
+    /// The columns [`Behaviours::decode_row`] reads, in position order.
+    fn decode_columns() -> &'static [Self::Column];
+    /// Decodes a row whose columns are [`Behaviours::decode_columns`], in that order, by position.
+    ///
+    /// # Errors
+    /// A column whose value does not decode into its field.
+    fn decode_row(row: &QueryResult) -> Result<Self::Model, DbErr>;
     /// This entity's cache of statements the repository renders once (one `static` per entity).
     fn statement_cache() -> &'static StatementCache;
-}
-
-/// Where a bound value of a cached statement comes from.
-#[derive(Clone, Debug)]
-pub(crate) enum Param {
-    /// The scope's business.
-    Business,
-    /// The id looked up.
-    Id,
-    /// A value fixed by the query's shape (e.g. `LIMIT 1`).
-    Const(Value),
-}
-
-/// A statement rendered once: its SQL and where each bound value comes from.
-#[derive(Debug)]
-pub(crate) struct CachedStatement {
-    pub(crate) sql: String,
-    pub(crate) params: Vec<Param>,
-}
-
-/// Statements the repository renders once per entity, backend and read mode instead of on every call:
-/// building and rendering a sea-query statement costs about as much client CPU as the rest of a
-/// primary-key read (BENCHMARKS.md), which shows once the cores are saturated.
-#[derive(Debug)]
-pub struct StatementCache {
-    find_by_id: [OnceLock<CachedStatement>; 18],
-}
-
-impl StatementCache {
-    /// An empty cache, for the `static` that `#[behaviour]` generates.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        Self {
-            find_by_id: [const { OnceLock::new() }; 18],
-        }
-    }
-
-    pub(crate) fn find_by_id(&self, slot: usize) -> Option<&OnceLock<CachedStatement>> {
-        self.find_by_id.get(slot)
-    }
 }

@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::behaviour::Behaviour;
+
 /// An error of the behaviour layer. Database errors pass through as [`EntityError::Db`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +65,67 @@ pub enum EntityError {
     MissingId {
         /// Table name.
         entity: &'static str,
+    },
+    /// The write names a column that a behaviour owns (ids, timestamps, actor, business, version, deletion):
+    /// only the repository writes those, through its named methods.
+    #[error(
+        "{entity}.{column} is written by the repository (#[behaviour({behaviour})]), not by the caller: \
+         leave it unset{hint}"
+    )]
+    OwnedColumn {
+        /// Table name.
+        entity: &'static str,
+        /// The column written.
+        column: &'static str,
+        /// The behaviour that owns it.
+        behaviour: Behaviour,
+        /// What to call instead, when there is a named call for it.
+        hint: &'static str,
+    },
+    /// A unique constraint refused the write: another row already holds these values.
+    #[error("{entity}: another row already has this {} (unique constraint {constraint})", columns.join(", "))]
+    UniqueViolation {
+        /// Table name.
+        entity: &'static str,
+        /// The constraint (or unique index) as the database names it.
+        constraint: String,
+        /// Its columns.
+        columns: Vec<String>,
+        /// The database's error.
+        #[source]
+        source: Box<sea_orm::DbErr>,
+    },
+    /// A foreign key refused the write: the row it names does not exist (or, on a delete, rows still
+    /// name this one).
+    #[error(
+        "{entity}: foreign key {constraint} is violated: {table}({}) must name an existing row of {references}",
+        columns.join(", ")
+    )]
+    ForeignKeyViolation {
+        /// Table name of the repository that wrote.
+        entity: &'static str,
+        /// The constraint as the database names it.
+        constraint: String,
+        /// The table that holds the foreign key.
+        table: String,
+        /// Its columns.
+        columns: Vec<String>,
+        /// The table it refers to.
+        references: String,
+        /// The database's error.
+        #[source]
+        source: Box<sea_orm::DbErr>,
+    },
+    /// A relation load that the repository cannot confine to the scope (a many-to-many relation through a
+    /// junction table): load it through the junction entity's repository.
+    #[error(
+        "{entity}: the relation to {related} goes through a junction table; load it through its repository"
+    )]
+    RelationVia {
+        /// Table name.
+        entity: &'static str,
+        /// The related table.
+        related: &'static str,
     },
     /// The database failed.
     #[error(transparent)]

@@ -3,28 +3,36 @@
 extern crate self as entity;
 
 pub mod behaviour;
+pub mod cache;
 pub mod context;
 pub mod entities;
 pub mod error;
+pub mod exec;
 pub mod hooks;
 pub mod prelude;
 pub mod registry;
 pub mod repo;
+mod violation;
 
 pub use behaviour::{
-    AuditableEntity, BaseModel, Behaviours, BusinessScoped, IndexDef, SoftDeletable, StatementCache,
+    AuditableEntity, BaseModel, Behaviour, Behaviours, BusinessScoped, IndexDef, OwnedColumn, SoftDeletable,
     Versioned,
 };
+pub use cache::StatementCache;
 pub use context::{BusinessScope, Ctx};
 pub use entities::*;
 pub use entity_macros::behaviour;
 pub use error::EntityError;
-pub use repo::{BulkUpdate, Repo};
+pub use exec::{Direct, Executor, Op, OpKind};
+pub use repo::{AlsoRelated, BulkUpdate, Query, Repo, WithRelated};
 
 /// Re-exports the generated code refers to; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
     pub use sea_orm::prelude::{DateTimeUtc, Expr, Uuid};
-    pub use sea_orm::{ActiveModelBehavior, ConnectionTrait, DbErr};
+    pub use sea_orm::{
+        ActiveModelBehavior, ConnectionTrait, DbErr, EntityTrait, ForeignKeyAction, QueryResult, Related,
+        RelationDef, TryGetable,
+    };
 }

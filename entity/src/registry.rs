@@ -1,7 +1,7 @@
 //! The list of the app's entities in foreign-key order, with what the schema generator needs of each.
 
 use sea_orm::Schema;
-use sea_orm::sea_query::{IndexCreateStatement, TableCreateStatement};
+use sea_orm::sea_query::{ForeignKeyCreateStatement, IndexCreateStatement, TableCreateStatement};
 
 use crate::behaviour::{Behaviours, IndexDef};
 use crate::entities::*;
@@ -45,10 +45,45 @@ impl EntityMeta {
             business_scoped: E::business_id_column().is_some(),
             versioned: E::version_column().is_some(),
             auditable: E::audit_columns().is_some(),
-            create_table: |schema| schema.create_table_from_entity(E::default()),
+            create_table: create_table::<E>,
             create_indexes: |schema| schema.create_index_from_entity(E::default()),
         }
     }
+}
+
+/// SeaORM's `CREATE TABLE` for `E` with the foreign key of the `belongs_to businesses` relation that
+/// `#[behaviour(BusinessScoped)]` emits, first among the foreign keys. SeaORM takes foreign keys from the
+/// `Relation` enum only; an entity that declares the relation there too (to choose another `ON DELETE`)
+/// keeps its own.
+fn create_table<E: Behaviours>(schema: &Schema) -> TableCreateStatement {
+    let declared = schema.create_table_from_entity(E::default());
+    let Some(rel) = E::business_relation() else {
+        return declared;
+    };
+    let business_fk: ForeignKeyCreateStatement = rel.into();
+    let already = declared
+        .get_foreign_key_create_stmts()
+        .iter()
+        .any(|fk| fk.get_foreign_key().get_columns() == business_fk.get_foreign_key().get_columns());
+    if already {
+        return declared;
+    }
+    // sea-query can only append foreign keys: rebuild the statement to list the business's first.
+    let mut stmt = TableCreateStatement::new();
+    stmt.table(E::default());
+    for col in declared.get_columns() {
+        stmt.col(col.clone());
+    }
+    for index in declared.get_indexes() {
+        stmt.index(&mut index.clone());
+    }
+    if let Some(comment) = declared.get_comment() {
+        stmt.comment(comment);
+    }
+    for fk in std::iter::once(&business_fk).chain(declared.get_foreign_key_create_stmts()) {
+        stmt.foreign_key(&mut fk.clone());
+    }
+    stmt
 }
 
 /// Every entity of the app, parents before children.

@@ -1,11 +1,15 @@
 //! Behaviour tests of the `entity` crate, on PostgreSQL and on SQLite.
 
 mod base;
+mod cache;
 mod fixtures;
+mod owned;
 mod randomized;
+mod relations;
 mod scope;
 mod soft_delete;
 mod versioned;
+mod violations;
 
 /// Runs one async check against a throwaway PostgreSQL database and an in-memory SQLite database,
 /// as two tests named `<name>::postgres` and `<name>::sqlite`.

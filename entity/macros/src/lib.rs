@@ -5,19 +5,24 @@
 //!
 //! - adds the behaviour columns with their fixed names and types, so the DDL, the entity and the TypeScript
 //!   types cannot disagree (`id`, `created_at`, `updated_at`; `created_by`, `updated_by`; `deleted_at`;
-//!   `business_id`; `version`),
+//!   `business_id`; `version`), and rejects a hand-written one;
 //! - implements `BaseModel`, `AuditableEntity`, `SoftDeletable`, `BusinessScoped`, `Versioned` and the
-//!   `Behaviours` descriptor for the module's `Entity`,
-//! - records the indexes declared with `#[index(...)]` next to the fields,
+//!   `Behaviours` descriptor for the module's `Entity`, including the one list of columns the behaviours own
+//!   (the repository refuses a caller's write to any of them) and a decoder that reads a row by position;
+//! - for `BusinessScoped`, the `belongs_to businesses` relation (`Related<businesses::Entity>`) and its
+//!   foreign key `business_id → businesses.id ON DELETE CASCADE`, so a scoped entity cannot forget them;
+//! - records the indexes declared with `#[index(...)]` next to the fields;
 //! - implements `ActiveModelBehavior` so direct `ActiveModel` writes stamp ids and timestamps too.
 //!
 //! One line per behaviour: `#[behaviour(SoftDeletable)]` lines stack, or list several in one attribute.
+//! Its error cases are compile-fail tests in `entity/tests/ui`.
 
 use std::collections::BTreeSet;
 
+use heck::ToUpperCamelCase;
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::quote;
+use quote::{format_ident, quote};
 use syn::{
     Attribute, Data, DeriveInput, Fields, Ident, LitStr, Token, parse::Parser, parse_macro_input,
     punctuated::Punctuated, spanned::Spanned,
@@ -29,6 +34,19 @@ const KNOWN: [&str; 5] = [
     "SoftDeletable",
     "BusinessScoped",
     "Versioned",
+];
+
+/// The behaviour columns and the behaviour that adds each: the source of the reserved names, of the fields
+/// added and of the `owned_columns()` list the repository checks every write against.
+const OWNED: [(&str, &str); 8] = [
+    ("id", "BaseModel"),
+    ("created_at", "BaseModel"),
+    ("updated_at", "BaseModel"),
+    ("created_by", "AuditableEntity"),
+    ("updated_by", "AuditableEntity"),
+    ("deleted_at", "SoftDeletable"),
+    ("business_id", "BusinessScoped"),
+    ("version", "Versioned"),
 ];
 
 /// Opts a SeaORM entity `Model` into Collex behaviours. See the crate docs of `entity`.
@@ -46,6 +64,7 @@ struct IndexSpec {
     columns: Vec<String>,
     unique: bool,
     predicate: Option<String>,
+    span: Span,
 }
 
 fn parse_names(ts: TokenStream2, out: &mut BTreeSet<String>) -> syn::Result<()> {
@@ -73,6 +92,7 @@ fn parse_index(attr: &Attribute) -> syn::Result<IndexSpec> {
         columns: Vec::new(),
         unique: false,
         predicate: None,
+        span: attr.span(),
     };
     attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("name") {
@@ -127,6 +147,32 @@ fn table_name(attrs: &[Attribute]) -> syn::Result<String> {
     })
 }
 
+/// What SeaORM's `DeriveEntityModel` makes of a field: skipped (`ignore`) or a `Column` variant.
+fn column_variant(field: &syn::Field) -> syn::Result<Option<Ident>> {
+    let Some(ident) = &field.ident else {
+        return Ok(None);
+    };
+    let mut ignore = false;
+    let mut enum_name = None;
+    for a in field.attrs.iter().filter(|a| a.path().is_ident("sea_orm")) {
+        a.parse_nested_meta(|meta| {
+            if meta.path.is_ident("ignore") {
+                ignore = true;
+            } else if meta.path.is_ident("enum_name") {
+                enum_name = Some(meta.value()?.parse::<LitStr>()?.value());
+            } else if meta.input.peek(Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            }
+            Ok(())
+        })?;
+    }
+    if ignore {
+        return Ok(None);
+    }
+    let name = enum_name.unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_upper_camel_case());
+    Ok(Some(Ident::new(&name, ident.span())))
+}
+
 fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2> {
     let mut set = BTreeSet::new();
     parse_names(args, &mut set)?;
@@ -145,7 +191,7 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
     }
     item.attrs = rest;
     let table = table_name(&item.attrs)?;
-
+    set.insert("BaseModel".to_owned());
     let has = |b: &str| set.contains(b);
     let auditable = has("AuditableEntity");
     let soft = has("SoftDeletable");
@@ -165,21 +211,11 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
         ));
     };
 
-    let reserved = [
-        ("id", "BaseModel"),
-        ("created_at", "BaseModel"),
-        ("updated_at", "BaseModel"),
-        ("created_by", "AuditableEntity"),
-        ("updated_by", "AuditableEntity"),
-        ("deleted_at", "SoftDeletable"),
-        ("business_id", "BusinessScoped"),
-        ("version", "Versioned"),
-    ];
     let mut declared = BTreeSet::new();
     for f in &fields.named {
         let Some(ident) = &f.ident else { continue };
         let name = ident.to_string();
-        if let Some((_, owner)) = reserved.iter().find(|(r, _)| *r == name) {
+        if let Some((_, owner)) = OWNED.iter().find(|(r, _)| *r == name) {
             return Err(syn::Error::new(
                 ident.span(),
                 format!("`{name}` is a behaviour column added by #[behaviour({owner})]: remove the field"),
@@ -187,12 +223,12 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
         }
         declared.insert(name);
     }
+    let owned: Vec<(&str, &str)> = OWNED.into_iter().filter(|(_, b)| has(b)).collect();
     for idx in &indexes {
         for c in &idx.columns {
-            let known = declared.contains(c) || reserved.iter().any(|(r, b)| r == c && set_has(&set, b));
-            if !known {
+            if !declared.contains(c) && !owned.iter().any(|(r, _)| r == c) {
                 return Err(syn::Error::new(
-                    Span::call_site(),
+                    idx.span,
                     format!(
                         "index `{}` names column `{c}`, which the model does not have",
                         idx.name
@@ -245,11 +281,46 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
     let own: Vec<syn::Field> = std::mem::take(&mut fields.named).into_iter().collect();
     fields.named = front.into_iter().chain(own).chain(back).collect();
 
+    // Positional decoding: the select lists `Column::iter()`, which follows the field order (ignored fields
+    // have no column). `decode_columns` lets the repository check that order once before trusting positions.
+    let mut decode_fields = Vec::new();
+    let mut decode_columns = Vec::new();
+    for f in &fields.named {
+        let (Some(ident), ty) = (&f.ident, &f.ty) else {
+            continue;
+        };
+        match column_variant(f)? {
+            Some(variant) => {
+                let pos = decode_columns.len();
+                decode_fields.push(quote! {
+                    #ident: <#ty as ::entity::__private::TryGetable>::try_get_by_index(row, #pos)?
+                });
+                decode_columns.push(quote!(Column::#variant));
+            }
+            None => decode_fields.push(quote!(#ident: ::core::default::Default::default())),
+        }
+    }
+
     let some_or_none = |on: bool, ts: TokenStream2| if on { quote!(Some(#ts)) } else { quote!(None) };
     let audit_cols = some_or_none(auditable, quote!((Column::CreatedBy, Column::UpdatedBy)));
     let deleted_col = some_or_none(soft, quote!(Column::DeletedAt));
     let business_col = some_or_none(scoped, quote!(Column::BusinessId));
     let version_col = some_or_none(versioned, quote!(Column::Version));
+    let business_rel = some_or_none(
+        scoped,
+        quote!(<Entity as ::entity::BusinessScoped>::business_relation()),
+    );
+    let owned_entries = owned.iter().map(|(name, behaviour)| {
+        let variant = format_ident!("{}", name.to_upper_camel_case());
+        let behaviour = format_ident!("{}", behaviour);
+        quote! {
+            ::entity::OwnedColumn {
+                column: Column::#variant,
+                name: #name,
+                behaviour: ::entity::Behaviour::#behaviour,
+            }
+        }
+    });
     let index_defs = indexes.iter().map(|i| {
         let name = &i.name;
         let cols = &i.columns;
@@ -274,6 +345,20 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
             fn deleted_at_column() -> Option<Column> { #deleted_col }
             fn business_id_column() -> Option<Column> { #business_col }
             fn version_column() -> Option<Column> { #version_col }
+            fn owned_columns() -> &'static [::entity::OwnedColumn<Column>] {
+                static OWNED: &[::entity::OwnedColumn<Column>] = &[#(#owned_entries),*];
+                OWNED
+            }
+            fn business_relation() -> Option<::entity::__private::RelationDef> { #business_rel }
+            fn decode_columns() -> &'static [Column] {
+                static COLUMNS: &[Column] = &[#(#decode_columns),*];
+                COLUMNS
+            }
+            fn decode_row(
+                row: &::entity::__private::QueryResult,
+            ) -> Result<Model, ::entity::__private::DbErr> {
+                Ok(Model { #(#decode_fields),* })
+            }
             fn statement_cache() -> &'static ::entity::StatementCache {
                 static CACHE: ::entity::StatementCache = ::entity::StatementCache::new();
                 &CACHE
@@ -304,7 +389,21 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
     }
     if scoped {
         impls.extend(quote! {
-            impl ::entity::BusinessScoped for Entity { fn business_id_column() -> Column { Column::BusinessId } }
+            impl ::entity::BusinessScoped for Entity {
+                fn business_id_column() -> Column { Column::BusinessId }
+                fn business_relation() -> ::entity::__private::RelationDef {
+                    <Entity as ::entity::__private::EntityTrait>::belongs_to(::entity::businesses::Entity)
+                        .from(Column::BusinessId)
+                        .to(::entity::businesses::Column::Id)
+                        .on_delete(::entity::__private::ForeignKeyAction::Cascade)
+                        .into()
+                }
+            }
+            impl ::entity::__private::Related<::entity::businesses::Entity> for Entity {
+                fn to() -> ::entity::__private::RelationDef {
+                    <Entity as ::entity::BusinessScoped>::business_relation()
+                }
+            }
         });
     }
     if versioned {
@@ -317,81 +416,4 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
         #item
         #impls
     })
-}
-
-fn set_has(set: &BTreeSet<String>, behaviour: &str) -> bool {
-    behaviour == "BaseModel" || set.contains(behaviour)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn expand_str(args: &str, item: &str) -> Result<String, String> {
-        let args: TokenStream2 = args.parse().map_err(|e| format!("{e:?}"))?;
-        let item: DeriveInput = syn::parse_str(item).map_err(|e| e.to_string())?;
-        expand(args, item)
-            .map(|ts| ts.to_string())
-            .map_err(|e| e.to_string())
-    }
-
-    const MODEL: &str = r#"#[sea_orm(table_name = "things")] pub struct Model { pub name: String }"#;
-
-    #[test]
-    fn stacked_lines_are_folded_into_one_expansion() {
-        let item = format!("#[behaviour(Versioned)] #[entity::behaviour(SoftDeletable)] {MODEL}");
-        let out = expand_str("BaseModel", &item).expect("expands");
-        assert!(out.contains("pub deleted_at"), "{out}");
-        assert!(out.contains("pub version"), "{out}");
-        assert!(
-            out.contains("impl :: entity :: SoftDeletable for Entity"),
-            "{out}"
-        );
-        assert!(out.contains("impl :: entity :: Versioned for Entity"), "{out}");
-        assert!(!out.contains("pub business_id"), "{out}");
-        assert!(
-            !out.contains("# [behaviour"),
-            "the folded attributes are removed: {out}"
-        );
-    }
-
-    #[test]
-    fn unknown_behaviour_names_the_accepted_ones() {
-        let err = expand_str("SoftDelete", MODEL).expect_err("unknown");
-        assert!(err.contains("unknown behaviour `SoftDelete`"), "{err}");
-        assert!(err.contains("SoftDeletable"), "{err}");
-    }
-
-    #[test]
-    fn a_declared_behaviour_column_is_rejected() {
-        let item = r#"#[sea_orm(table_name = "t")] pub struct Model { pub deleted_at: Option<i32> }"#;
-        let err = expand_str("SoftDeletable", item).expect_err("reserved");
-        assert!(
-            err.contains("`deleted_at` is a behaviour column added by #[behaviour(SoftDeletable)]"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn an_index_on_an_unknown_column_is_rejected() {
-        let item = format!(r#"#[index(name = "idx_x", columns(nope))] {MODEL}"#);
-        let err = expand_str("BaseModel", &item).expect_err("unknown column");
-        assert!(err.contains("index `idx_x` names column `nope`"), "{err}");
-    }
-
-    #[test]
-    fn indexes_keep_their_predicate() {
-        let item = format!(
-            r#"#[index(name = "idx_x", columns(name), unique, where = "deleted_at IS NULL")] {MODEL}"#
-        );
-        let out = expand_str("SoftDeletable", &item).expect("expands");
-        assert!(out.contains("predicate : Some (\"deleted_at IS NULL\")"), "{out}");
-        assert!(out.contains("unique : true"), "{out}");
-    }
-
-    #[test]
-    fn a_model_without_table_name_is_rejected() {
-        let err = expand_str("BaseModel", "pub struct Model { pub a: i32 }").expect_err("no table");
-        assert!(err.contains("table_name"), "{err}");
-    }
 }

@@ -29,21 +29,6 @@ pub struct Model {
     pub changes: Json,
 }
 
-/// Relations of `audit_logs`.
+/// Relations of `audit_logs`: only the business, which `#[behaviour(BusinessScoped)]` adds.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    /// The business.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
-}
+pub enum Relation {}

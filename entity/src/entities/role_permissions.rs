@@ -27,14 +27,6 @@ pub struct Model {
 /// Relations of `role_permissions`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// The business.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
     /// The role.
     #[sea_orm(
         belongs_to = "super::roles::Entity",
@@ -51,12 +43,6 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Permission,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
 }
 
 impl Related<super::roles::Entity> for Entity {

@@ -38,26 +38,12 @@ pub struct Model {
 /// Relations of `roles`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// The business.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
     /// Permission grants.
     #[sea_orm(has_many = "super::role_permissions::Entity")]
     RolePermissions,
     /// Users holding the role.
     #[sea_orm(has_many = "super::user_roles::Entity")]
     UserRoles,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
 }
 
 impl Related<super::role_permissions::Entity> for Entity {

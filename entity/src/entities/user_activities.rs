@@ -34,14 +34,6 @@ pub struct Model {
 /// Relations of `user_activities`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// The business.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
     /// The user.
     #[sea_orm(
         belongs_to = "super::users::Entity",
@@ -50,12 +42,6 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     User,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
 }
 
 impl Related<super::users::Entity> for Entity {

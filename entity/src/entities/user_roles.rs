@@ -23,14 +23,6 @@ pub struct Model {
 /// Relations of `user_roles`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// The business.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
     /// The user.
     #[sea_orm(
         belongs_to = "super::users::Entity",
@@ -47,12 +39,6 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Role,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
 }
 
 impl Related<super::users::Entity> for Entity {

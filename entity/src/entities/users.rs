@@ -42,14 +42,6 @@ pub struct Model {
 /// Relations of `users`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// The business the user belongs to.
-    #[sea_orm(
-        belongs_to = "super::businesses::Entity",
-        from = "Column::BusinessId",
-        to = "super::businesses::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Business,
     /// The user's sessions.
     #[sea_orm(has_many = "super::user_sessions::Entity")]
     Sessions,
@@ -59,12 +51,6 @@ pub enum Relation {
     /// The user's preferences.
     #[sea_orm(has_one = "super::user_preferences::Entity")]
     Preferences,
-}
-
-impl Related<super::businesses::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Business.def()
-    }
 }
 
 impl Related<super::user_sessions::Entity> for Entity {

@@ -420,3 +420,20 @@ impl TransactionTrait for DbTransaction {
         DbTransaction::run(begun, callback).await
     }
 }
+
+/// The repository's direct sqlx path (`entity::exec`) passes the gate too: the permit is taken before the
+/// statement and held until it has run, as for every statement through [`ConnectionTrait`].
+impl entity::Executor for Db {
+    async fn direct(&self, _op: entity::Op) -> Result<Option<entity::Direct<'_>>, DbErr> {
+        if self.orm.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let pass = self.pass(1).await?;
+        Ok(Some(
+            entity::Direct::new(self.orm.get_postgres_connection_pool()).holding(pass),
+        ))
+    }
+}
+
+/// Statements of a transaction run on its connection, through [`ConnectionTrait`].
+impl entity::Executor for DbTransaction {}

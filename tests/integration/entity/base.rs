@@ -35,23 +35,32 @@ async fn update_stamps_updated_at_and_updated_by_but_keeps_created(db: &Database
         .insert(user(1))
         .await
         .expect("insert");
+    let editing = Users::repo(db, ctx(b.id, editor)).expect("repo");
     let mut am = u.clone().into_active_model();
     am.display_name = Set(Some("Renamed".into()));
     am.created_by = Set(Some(editor));
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let v = Users::repo(db, ctx(b.id, editor))
-        .expect("repo")
+    let err = editing
         .update(am)
         .await
-        .expect("update");
+        .expect_err("created_by is the repository's");
+    assert!(
+        matches!(
+            err,
+            EntityError::OwnedColumn {
+                column: "created_by",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let mut am = u.clone().into_active_model();
+    am.display_name = Set(Some("Renamed".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let v = editing.update(am).await.expect("update");
     assert_eq!(v.display_name.as_deref(), Some("Renamed"));
     assert!(v.updated_at > u.updated_at, "updated_at moves on update");
     assert_eq!(v.created_at, u.created_at);
-    assert_eq!(
-        v.created_by,
-        Some(creator),
-        "created_by is not the caller's to rewrite"
-    );
+    assert_eq!(v.created_by, Some(creator));
     assert_eq!(v.updated_by, Some(editor));
 }
 on_both!(

@@ -2,7 +2,7 @@
 
 use entity::prelude::*;
 use entity::{user_sessions, users};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use uuid::Uuid;
 
 use super::fixtures::{business, ctx, user};
@@ -41,7 +41,7 @@ async fn soft_deleted_rows_are_hidden_from_default_reads(db: &DatabaseConnection
     let by_phone = repo
         .find()
         .filter(users::Column::PhoneNumber.eq(gone.phone_number.clone()))
-        .count(db);
+        .count();
     assert_eq!(by_phone.await.expect("count"), 0);
 
     // The row is still there, reachable through the named calls.

@@ -3,9 +3,7 @@
 
 use entity::prelude::*;
 use entity::users;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, QueryFilter, QueryTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection};
 
 use super::support::text;
 
@@ -71,7 +69,7 @@ async fn default_lookups_of_live_users_by_phone_and_email_use_the_partial_indexe
     let by_phone = repo
         .find()
         .filter(users::Column::PhoneNumber.eq("+15550000001"))
-        .build(DbBackend::Postgres);
+        .statement();
     assert!(
         by_phone.sql.contains("\"deleted_at\" IS NULL"),
         "{}",
@@ -88,7 +86,7 @@ async fn default_lookups_of_live_users_by_phone_and_email_use_the_partial_indexe
     let by_email = repo
         .find()
         .filter(users::Column::Email.eq("user1@example.com"))
-        .build(DbBackend::Postgres);
+        .statement();
     let (names, plan) = plan_indexes(&db, by_email).await;
     assert!(
         names
@@ -137,7 +135,7 @@ async fn email_is_reusable_after_soft_delete(db: &DatabaseConnection) {
     let again = repo.insert(user("+15550000004")).await;
     assert!(again.is_err(), "still only one live user per e-mail");
     // The phone number is freed the same way.
-    repo.soft_delete(repo.find().one(db).await.expect("read").expect("live user").id)
+    repo.soft_delete(repo.find().one().await.expect("read").expect("live user").id)
         .await
         .expect("soft delete");
     repo.insert(user("+15550000001"))
