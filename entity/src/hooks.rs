@@ -60,7 +60,7 @@ where
             entity: E::TABLE,
             column: o.name,
             behaviour: o.behaviour,
-            hint: "",
+            hint: "SeaORM's direct update cannot check it; use entity::Repo",
         };
         return Err(DbErr::Custom(refused.to_string()));
     }

@@ -14,6 +14,11 @@ pub mod registry;
 pub mod repo;
 mod violation;
 
+/// The repository README's Rust examples, compiled by `cargo test -p entity --doc` so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
+
 pub use behaviour::{
     AuditableEntity, BaseModel, Behaviour, Behaviours, BusinessScoped, IndexDef, OwnedColumn, SoftDeletable,
     Versioned,

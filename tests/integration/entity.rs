@@ -2,8 +2,10 @@
 
 mod base;
 mod cache;
+mod example;
 mod fixtures;
 mod owned;
+mod query;
 mod randomized;
 mod relations;
 mod scope;

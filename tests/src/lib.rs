@@ -439,21 +439,42 @@ impl Default for TempDir {
     }
 }
 
+/// `target/<profile>`, where the test executable's `deps/` directory is.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
 /// A binary of this workspace (`migration`, `service`), found next to the test executable:
 /// `target/<profile>/deps/integration-*` -> `target/<profile>/<name>`. `make test` builds every binary first.
 ///
 /// # Panics
 /// When the binary has not been built, saying how to build it.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// An example program of this workspace (`tour`): `target/<profile>/examples/<name>`. `cargo test --workspace`
+/// (and so `make test`) builds the examples before it runs any test.
+///
+/// # Panics
+/// When the example has not been built, saying how to build it.
+pub fn workspace_example(name: &str) -> PathBuf {
+    let bin = profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --examples` (`cargo test --workspace` does)",
         bin.display()
     );
     bin

@@ -93,7 +93,11 @@ async fn increment(
         am.preferences = Set(serde_json::json!({ "n": n + 1 }));
         match repo.update(am).await {
             Ok(_) => return true,
-            Err(e) if e.is_stale() => {
+            Err(EntityError::StaleVersion { expected, found, .. }) => {
+                assert!(
+                    found > expected,
+                    "a lost race names a newer version: {expected} -> {found}"
+                );
                 stale.fetch_add(1, Ordering::Relaxed);
                 if !retry {
                     return false;
