@@ -144,6 +144,11 @@ pub fn user_id(i: u32) -> Uuid {
     Uuid::from_bytes(md5(i.to_string().as_bytes()))
 }
 
+/// The phone number of user `i`: `'+1555' || lpad(i, 7, '0')`, as `load` writes it.
+pub fn phone(i: u32) -> String {
+    format!("+1555{i:07}")
+}
+
 /// The business of user `i`: `md5('b' || i % 3)::uuid`.
 pub fn business_id(i: u32) -> Uuid {
     Uuid::from_bytes(md5(format!("b{}", i % 3).as_bytes()))

@@ -1,5 +1,7 @@
 //! Pooled reads: the entity crate's scoped, soft-delete-filtered `find_by_id` on `users` against the same SQL
-//! through raw sqlx on the same pool, plain SeaORM `find_by_id` with a hand-written filter, and pgbench.
+//! through raw sqlx on the same pool, plain SeaORM `find_by_id` with a hand-written filter, and pgbench; and
+//! the repository's cached lookup by an indexed column (`list_by` phone number, limit 10) against the same
+//! SQL through raw sqlx.
 //!
 //! The three Rust paths share one `PgPool` (SeaORM's own, taken with `get_postgres_connection_pool`), so pool
 //! size and settings are identical by construction; they alternate within each round so drift on a shared
@@ -36,6 +38,10 @@ enum ReadPath {
     /// Investigation: the repo's SQL built once, run through SeaORM's `query_one_raw` and decoded by
     /// `FromQueryResult`, i.e. SeaORM without sea-query building the statement on every call.
     Prebuilt,
+    /// `users::Entity::repo(..)?.list_by(users::Column::PhoneNumber, phone, 10)`.
+    RepoListBy,
+    /// The SQL `list_by` sends, through `sqlx::query` on the same pool, every row decoded by name.
+    RawListBy,
 }
 
 impl ReadPath {
@@ -91,15 +97,42 @@ fn repo_sql(db: &DatabaseConnection) -> anyhow::Result<(String, usize)> {
     Ok((stmt.sql, n))
 }
 
+/// The SQL the repository sends for `list_by(PhoneNumber, _, 10)`: `(sql, number of bound values)`.
+fn list_by_sql(db: &DatabaseConnection) -> anyhow::Result<(String, usize)> {
+    let repo = users::Entity::repo(db, Ctx::new().business(db::business_id(1)))?;
+    let stmt = repo
+        .find()
+        .filter(users::Column::PhoneNumber.eq(db::phone(1)))
+        .order_by_asc(users::Column::Id)
+        .limit(10)
+        .statement();
+    let n = stmt.values.as_ref().map_or(0, |v| v.0.len());
+    Ok((stmt.sql, n))
+}
+
 async fn read_once(
     path: ReadPath,
     db: &DatabaseConnection,
     pool: &PgPool,
     sql: &'static str,
     business: Uuid,
-    id: Uuid,
+    (id, i): (Uuid, u32),
 ) -> anyhow::Result<bool> {
     Ok(match path {
+        ReadPath::RepoListBy => !users::Entity::repo(db, Ctx::new().business(business))?
+            .list_by(users::Column::PhoneNumber, db::phone(i), 10)
+            .await?
+            .is_empty(),
+        ReadPath::RawListBy => !sqlx::query(sql)
+            .bind(business)
+            .bind(db::phone(i))
+            .bind(10i64)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| RawUser::decode(row).map(std::hint::black_box))
+            .collect::<Result<Vec<_>, _>>()?
+            .is_empty(),
         ReadPath::Repo => users::Entity::repo(db, Ctx::new().business(business))?
             .find_by_id(id)
             .await?
@@ -166,7 +199,7 @@ async fn measure(
     tasks: usize,
     db: &DatabaseConnection,
     sql: &'static str,
-    ids: &Arc<Vec<(Uuid, Uuid)>>,
+    ids: &Arc<Vec<(Uuid, Uuid, u32)>>,
     window: Duration,
 ) -> anyhow::Result<Sample> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -182,8 +215,8 @@ async fn measure(
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let (id, business) = ids[(x % ids.len() as u64) as usize];
-                if !read_once(path, &db, &pool, sql, business, id).await? {
+                let (id, business, i) = ids[(x % ids.len() as u64) as usize];
+                if !read_once(path, &db, &pool, sql, business, (id, i)).await? {
                     bail!("{path:?} found no row for live user {id}");
                 }
                 done.fetch_add(1, Ordering::Relaxed);
@@ -220,9 +253,9 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
     report.note(format!("reads: the repo's SQL, also sent by raw sqlx: {sql}"));
     report.note(format!("reads: schema from {}", data.schema_source));
     let sql: &'static str = Box::leak(sql.into_boxed_str());
-    let ids: Arc<Vec<(Uuid, Uuid)>> = Arc::new(
+    let ids: Arc<Vec<(Uuid, Uuid, u32)>> = Arc::new(
         (1..=db::USERS - db::DELETED)
-            .map(|i| (db::user_id(i), db::business_id(i)))
+            .map(|i| (db::user_id(i), db::business_id(i), i))
             .collect(),
     );
     let script = pgbench_script(sql)?;
@@ -362,6 +395,58 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
     report.note(
         "reads: pgbench runs with -j min(clients, 2) -n -T window; its same-SELECT script computes the ids \
          with md5() server-side (two md5 calls per query), as the client derives them",
+    );
+    list_by(args, data, &ids, report).await
+}
+
+/// The cached lookup by an indexed column: `list_by` phone number (limit 10) against its SQL in raw sqlx, at
+/// 8 tasks on 8 connections, alternating within each round.
+async fn list_by(
+    args: &RunArgs,
+    data: &Data,
+    ids: &Arc<Vec<(Uuid, Uuid, u32)>>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (sql, n_values) = list_by_sql(&data.db)?;
+    if n_values != 3 {
+        bail!("expected list_by to bind 3 values (business, phone, limit), it binds {n_values}: {sql}");
+    }
+    report.note(format!("reads: list_by's SQL, also sent by raw sqlx: {sql}"));
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
+    eprintln!("collex-bench: reads, list_by, 8 tasks, pool 8");
+    let db = db::connect(&data.url, 8).await?;
+    let paths = [ReadPath::RepoListBy, ReadPath::RawListBy];
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    let mut cpu: [Vec<f64>; 2] = Default::default();
+    for round in 0..args.rounds as usize {
+        for k in 0..paths.len() {
+            let i = (k + round) % paths.len();
+            let s = measure(paths[i], 8, &db, sql, ids, args.window()).await?;
+            rates[i].push(s.rate);
+            cpu[i].push(s.cpu_us);
+        }
+    }
+    db.close().await.ok();
+    let [repo, raw] = rates.map(tools::median);
+    let [repo_cpu, raw_cpu] = cpu.map(tools::median);
+    report.add(
+        Figure::new(
+            "reads",
+            "entity repo list_by phone (limit 10), 8 tasks",
+            repo,
+            "reads/s",
+        )
+        .against("raw sqlx, same SQL and pool", Some(raw))
+        .target(Target::RatioAtLeast(0.95)),
+    );
+    report.add(
+        Figure::new(
+            "reads",
+            "client CPU per read, entity repo list_by, 8 tasks",
+            repo_cpu,
+            "us",
+        )
+        .against("raw sqlx", Some(raw_cpu)),
     );
     Ok(())
 }

@@ -224,8 +224,8 @@ pub async fn run(args: &RunArgs, data: &Data, report: &mut Report) -> anyhow::Re
         );
     }
     report.note(
-        "updates: Repo::update re-reads the row when its UPDATE matches nothing (to tell StaleVersion from \
-         NotFound); the raw loop counts a miss as stale without that read",
+        "updates: Repo::update tells StaleVersion from NotFound in the UPDATE's own round trip (a CTE whose \
+         subquery reads the row's version only on a miss); the raw loop counts a miss as stale without reading",
     );
     db.close().await.ok();
     Ok(())

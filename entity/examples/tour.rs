@@ -24,14 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A business: `businesses` is not business-scoped, so any context may create one.
     let admin = Uuid::now_v7();
-    let shop = Businesses::repo(&db, Ctx::new().actor(admin))?
-        .insert(businesses::ActiveModel {
-            name: Set("Corner Shop".into()),
-            slug: Set(format!("corner-shop-{}", Uuid::now_v7().simple())),
-            status: Set("active".into()),
-            ..Default::default()
-        })
-        .await?;
+    let shop = new_business(&db, admin, "Corner Shop", "corner-shop").await?;
     println!("business {} created", shop.slug);
 
     // A user of that business, created by `admin`.
@@ -78,14 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // BusinessScoped: another business neither sees nor reaches the user.
-    let other = Businesses::repo(&db, Ctx::new())?
-        .insert(businesses::ActiveModel {
-            name: Set("Elsewhere".into()),
-            slug: Set(format!("elsewhere-{}", Uuid::now_v7().simple())),
-            status: Set("active".into()),
-            ..Default::default()
-        })
-        .await?;
+    let other = new_business(&db, admin, "Elsewhere", "elsewhere").await?;
     let elsewhere = Users::repo(&db, Ctx::new().business(other.id))?;
     println!(
         "BusinessScoped: another business finds the user: {}",
@@ -147,6 +133,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("bulk: {n} user(s) of the shop set inactive");
     Ok(())
+}
+
+/// A business with a slug unique across repeated runs against one database.
+async fn new_business(
+    db: &DatabaseConnection,
+    actor: Uuid,
+    name: &str,
+    slug: &str,
+) -> Result<businesses::Model, EntityError> {
+    Businesses::repo(db, Ctx::new().actor(actor))?
+        .insert(businesses::ActiveModel {
+            name: Set(name.to_owned()),
+            slug: Set(format!("{slug}-{}", Uuid::now_v7().simple())),
+            status: Set("active".into()),
+            ..Default::default()
+        })
+        .await
 }
 
 /// A phone number unique enough for repeated runs against one database.

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoCondition, IntoIden, SimpleExpr, Value};
 use sea_orm::{
-    EntityTrait, FromQueryResult, ModelTrait, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Related, Select,
+    EntityTrait, FromQueryResult, ModelTrait, Order, QueryFilter, QueryOrder, QueryResult, QuerySelect,
+    QueryTrait, Related, Select,
 };
 use uuid::Uuid;
 
@@ -249,8 +249,9 @@ where
         }
     }
 
-    /// `select` left-joined to `R` with `R`'s scope and deleted-row filter in the join's `ON`.
-    fn joined<R>(self) -> Result<(Repo<'c, E, C>, Select<E>), EntityError>
+    /// The rows of the query left-joined to `R`, with `R`'s scope and deleted-row filter in the join's `ON`;
+    /// `E`'s columns prefixed `A_`, `R`'s `B_` (SeaORM's `select_with` / `select_also`).
+    async fn joined_rows<R>(self, many: bool) -> Result<Vec<QueryResult>, EntityError>
     where
         R: Behaviours,
         E: Related<R>,
@@ -273,8 +274,24 @@ where
             }
         });
         let select = QuerySelect::join(self.select, sea_orm::JoinType::LeftJoin, rel);
-        Ok((self.repo, select))
+        let backend = self.repo.backend();
+        let stmt = match many {
+            true => select.select_with(R::default()).build(backend),
+            false => select.select_also(R::default()).build(backend),
+        };
+        let stmt = Prepared::from_statement(stmt);
+        Ok(self.repo.run(OpKind::Select, stmt, Want::All, &[]).await?.all())
     }
+}
+
+/// One row of a join: `E`'s model and `R`'s, if the join found one.
+fn pair<E: Behaviours, R: Behaviours>(
+    row: &QueryResult,
+) -> Result<(E::Model, Option<R::Model>), EntityError> {
+    Ok((
+        E::Model::from_query_result(row, "A_")?,
+        R::Model::from_query_result_optional(row, "B_")?,
+    ))
 }
 
 /// [`Query::find_with_related`], ready to run.
@@ -295,20 +312,16 @@ where
     /// # Errors
     /// [`EntityError::RelationVia`] for a relation through a junction table; database errors.
     pub async fn all(self) -> Result<Vec<(E::Model, Vec<R::Model>)>, EntityError> {
-        let (repo, select) = self.query.joined::<R>()?;
-        let stmt = Prepared::from_statement(select.select_with(R::default()).build(repo.backend()));
-        let rows = repo.run(OpKind::Select, stmt, Want::All, &[]).await?.all();
+        let rows = self.query.joined_rows::<R>(true).await?;
         let mut out: Vec<(E::Model, Vec<R::Model>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for row in &rows {
-            let left = E::Model::from_query_result(row, "A_")?;
+            let (left, right) = pair::<E, R>(row)?;
             let i = *index.entry(key_of(&left.get(E::id_column()))).or_insert_with(|| {
                 out.push((left, Vec::new()));
                 out.len() - 1
             });
-            if let Some(right) = R::Model::from_query_result_optional(row, "B_")? {
-                out[i].1.push(right);
-            }
+            out[i].1.extend(right);
         }
         Ok(out)
     }
@@ -332,16 +345,7 @@ where
     /// # Errors
     /// [`EntityError::RelationVia`] for a relation through a junction table; database errors.
     pub async fn all(self) -> Result<Vec<(E::Model, Option<R::Model>)>, EntityError> {
-        let (repo, select) = self.query.joined::<R>()?;
-        let stmt = Prepared::from_statement(select.select_also(R::default()).build(repo.backend()));
-        let rows = repo.run(OpKind::Select, stmt, Want::All, &[]).await?.all();
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    E::Model::from_query_result(row, "A_")?,
-                    R::Model::from_query_result_optional(row, "B_")?,
-                ))
-            })
-            .collect()
+        let rows = self.query.joined_rows::<R>(false).await?;
+        rows.iter().map(pair::<E, R>).collect()
     }
 }

@@ -110,6 +110,14 @@ pub(super) fn check_owned<E: Behaviours>(
     Ok(())
 }
 
+/// A write of one row by id: [`EntityError::NotFound`] when it changed none.
+fn found_one<E: Behaviours>(changed: u64, id: Uuid) -> Result<(), EntityError> {
+    match changed {
+        0 => Err(EntityError::NotFound { entity: E::TABLE, id }),
+        _ => Ok(()),
+    }
+}
+
 /// `(column, value)` of what an active model writes, for naming a violated foreign key.
 fn written<E: Behaviours>(am: &E::ActiveModel) -> Vec<(&'static str, Value)> {
     E::Column::iter()
@@ -403,10 +411,7 @@ where
     /// # Errors
     /// [`EntityError::NotFound`] when no visible row has this id.
     pub async fn delete(&self, id: Uuid) -> Result<(), EntityError> {
-        match self.delete_many(E::id_column().eq(id)).await? {
-            0 => Err(EntityError::NotFound { entity: E::TABLE, id }),
-            _ => Ok(()),
-        }
+        found_one::<E>(self.delete_many(E::id_column().eq(id)).await?, id)
     }
 
     /// Deletes the visible rows matching `filter`: soft for soft-deletable entities, hard otherwise.
@@ -434,10 +439,7 @@ where
     /// # Errors
     /// [`EntityError::NotFound`] when no row in scope has this id.
     pub async fn force_delete(&self, id: Uuid) -> Result<(), EntityError> {
-        match self.force_delete_many(E::id_column().eq(id)).await? {
-            0 => Err(EntityError::NotFound { entity: E::TABLE, id }),
-            _ => Ok(()),
-        }
+        found_one::<E>(self.force_delete_many(E::id_column().eq(id)).await?, id)
     }
 
     /// Removes every row in scope matching `filter` for good, deleted or not.

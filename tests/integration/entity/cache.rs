@@ -21,22 +21,14 @@ mod probes {
         pub label: String,
     }
 
-    /// Belongs to a business.
+    /// None but the business's, which `BusinessScoped` adds.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        /// The business.
-        #[sea_orm(
-            belongs_to = "entity::businesses::Entity",
-            from = "Column::BusinessId",
-            to = "entity::businesses::Column::Id",
-            on_delete = "Cascade"
-        )]
-        Business,
-    }
+    pub enum Relation {}
 }
 
 async fn a_first_lookup_of_the_business_id_does_not_poison_later_lookups(db: &DatabaseConnection) {
-    let stmt = Schema::new(db.get_database_backend()).create_table_from_entity(probes::Entity);
+    let meta = entity::registry::EntityMeta::of::<probes::Entity>();
+    let stmt = (meta.create_table)(&Schema::new(db.get_database_backend()));
     db.execute(&stmt).await.expect("create cache_probes");
     let (a, b) = (business(db, "a").await, business(db, "b").await);
     let in_a = probes::Entity::repo(db, Ctx::new().business(a.id)).expect("repo");

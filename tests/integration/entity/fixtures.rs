@@ -1,7 +1,7 @@
 //! Builders for rows the behaviour tests need.
 
 use entity::prelude::*;
-use entity::{businesses, user_preferences, users};
+use entity::{businesses, user_preferences, user_sessions, users};
 use sea_orm::{ActiveValue::Set, DatabaseConnection};
 use uuid::Uuid;
 
@@ -26,6 +26,17 @@ pub fn user(n: u32) -> users::ActiveModel {
         email: Set(Some(format!("user{n}@example.com"))),
         display_name: Set(Some(format!("User {n}"))),
         status: Set("active".into()),
+        ..Default::default()
+    }
+}
+
+/// A new live session of `user_id` whose token hash is derived from `n`.
+pub fn session(user_id: Uuid, n: u32) -> user_sessions::ActiveModel {
+    user_sessions::ActiveModel {
+        user_id: Set(user_id),
+        token_hash: Set(format!("{n:064}")),
+        is_active: Set(true),
+        expires_at: Set(entity::repo::now() + chrono::Duration::hours(1)),
         ..Default::default()
     }
 }

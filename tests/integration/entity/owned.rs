@@ -7,8 +7,16 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel};
 use uuid::Uuid;
 
-use super::fixtures::{business, ctx, user};
+use super::fixtures::{business, ctx, session, user};
 use super::on_both;
+
+/// `err` refuses a write of the behaviour column `column`.
+fn assert_owned(err: &EntityError, column: &str) {
+    assert!(
+        matches!(err, EntityError::OwnedColumn { column: c, .. } if *c == column),
+        "expected OwnedColumn({column}), got {err:?}"
+    );
+}
 
 /// The row as stored, read around the repository.
 async fn stored(db: &DatabaseConnection, id: Uuid) -> users::Model {
@@ -31,17 +39,7 @@ async fn bulk_col_expr_cannot_move_rows_to_another_business(db: &DatabaseConnect
         .exec()
         .await;
     let err = moved.expect_err("a bulk update may not write business_id");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "business_id",
-                entity: "users",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "business_id");
     assert!(err.to_string().contains("users.business_id"), "{err}");
     assert_eq!(stored(db, row.id).await, row, "the row did not move");
     assert!(in_b.list().await.expect("list b").is_empty());
@@ -73,10 +71,7 @@ async fn bulk_col_expr_of_a_behaviour_column_is_refused(db: &DatabaseConnection)
             .exec()
             .await
             .expect_err(name);
-        assert!(
-            matches!(err, EntityError::OwnedColumn { column, .. } if column == name),
-            "{name}: {err:?}"
-        );
+        assert_owned(&err, name);
         assert_eq!(stored(db, row.id).await, row, "{name}: nothing was written");
     }
     // `set` follows the same rule as `col_expr`.
@@ -90,16 +85,7 @@ async fn bulk_col_expr_of_a_behaviour_column_is_refused(db: &DatabaseConnection)
         .exec()
         .await
         .expect_err("set deleted_at");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "deleted_at",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "deleted_at");
     assert!(
         err.to_string().contains("soft_delete"),
         "names the call to use: {err}"
@@ -117,31 +103,13 @@ async fn update_refuses_updated_at_and_updated_by_from_the_caller(db: &DatabaseC
     am.status = Set("blocked".into());
     am.updated_at = Set(entity::repo::now() - chrono::Duration::days(365));
     let err = repo.update(am).await.expect_err("Set(updated_at)");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "updated_at",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "updated_at");
 
     let mut am = row.clone().into_active_model();
     am.status = Set("blocked".into());
     am.updated_by = Set(Some(Uuid::now_v7()));
     let err = repo.update(am).await.expect_err("Set(updated_by)");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "updated_by",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "updated_by");
     assert_eq!(stored(db, row.id).await, row, "nothing was written");
 }
 on_both!(
@@ -155,29 +123,11 @@ async fn insert_refuses_behaviour_columns_but_takes_an_id_and_the_scopes_busines
     let mut am = user(1);
     am.version = Set(7);
     let err = repo.insert(am).await.expect_err("Set(version)");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "version",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "version");
     let mut am = user(1);
     am.deleted_at = Set(Some(entity::repo::now()));
     let err = repo.insert(am).await.expect_err("Set(deleted_at)");
-    assert!(
-        matches!(
-            err,
-            EntityError::OwnedColumn {
-                column: "deleted_at",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_owned(&err, "deleted_at");
     assert!(repo.list().await.expect("list").is_empty(), "nothing inserted");
 
     let id = Uuid::now_v7();
@@ -196,7 +146,6 @@ on_both!(
 );
 
 async fn a_direct_update_cannot_move_a_row_to_another_business(db: &DatabaseConnection) {
-    use entity::user_sessions;
     use sea_orm::ActiveModelTrait;
     let (a, b) = (business(db, "a").await, business(db, "b").await);
     let cx = ctx(a.id, Uuid::now_v7());
@@ -207,13 +156,7 @@ async fn a_direct_update_cannot_move_a_row_to_another_business(db: &DatabaseConn
         .expect("user");
     let s = UserSessions::repo(db, cx)
         .expect("repo")
-        .insert(user_sessions::ActiveModel {
-            user_id: Set(u.id),
-            token_hash: Set("a".repeat(64)),
-            is_active: Set(true),
-            expires_at: Set(entity::repo::now()),
-            ..Default::default()
-        })
+        .insert(session(u.id, 1))
         .await
         .expect("session");
     // Around the repository: SeaORM's own ActiveModel update of an unversioned entity.

@@ -2,21 +2,11 @@
 
 use entity::prelude::*;
 use entity::{user_sessions, users};
-use sea_orm::{ActiveValue::Set, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::fixtures::{business, ctx, user};
+use super::fixtures::{business, ctx, session, user};
 use super::on_both;
-
-fn session(user_id: Uuid, n: u32) -> user_sessions::ActiveModel {
-    user_sessions::ActiveModel {
-        user_id: Set(user_id),
-        token_hash: Set(format!("{n:064}")),
-        is_active: Set(true),
-        expires_at: Set(entity::repo::now() + chrono::Duration::hours(1)),
-        ..Default::default()
-    }
-}
 
 async fn related_loads_from_a_query_stay_in_scope_and_skip_deleted_rows(db: &DatabaseConnection) {
     let (a, b) = (business(db, "a").await, business(db, "b").await);

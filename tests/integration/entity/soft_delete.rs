@@ -1,22 +1,12 @@
 //! SoftDeletable: deleted rows are invisible by default, in relation loads too; restore and force delete.
 
 use entity::prelude::*;
-use entity::{user_sessions, users};
+use entity::users;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use uuid::Uuid;
 
-use super::fixtures::{business, ctx, user};
+use super::fixtures::{business, ctx, session, user};
 use super::on_both;
-
-fn session(user_id: Uuid, n: u32) -> user_sessions::ActiveModel {
-    user_sessions::ActiveModel {
-        user_id: Set(user_id),
-        token_hash: Set(format!("{n:064}")),
-        is_active: Set(true),
-        expires_at: Set(entity::repo::now() + chrono::Duration::hours(1)),
-        ..Default::default()
-    }
-}
 
 async fn soft_deleted_rows_are_hidden_from_default_reads(db: &DatabaseConnection) {
     let b = business(db, "acme").await;

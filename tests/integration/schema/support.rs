@@ -141,17 +141,8 @@ pub mod test_entities {
             pub kind: String,
         }
 
-        /// Belongs to a business.
+        /// None but the business's, which `BusinessScoped` adds.
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {
-            /// The business.
-            #[sea_orm(
-                belongs_to = "entity::businesses::Entity",
-                from = "Column::BusinessId",
-                to = "entity::businesses::Column::Id",
-                on_delete = "Cascade"
-            )]
-            Business,
-        }
+        pub enum Relation {}
     }
 }
