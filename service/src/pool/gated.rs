@@ -4,7 +4,8 @@
 //! Owns the permit a SeaORM statement holds while it runs: taken before the statement (a wait is counted in
 //! `wait_count`/`wait_duration`, bounded by `DB_CONN_ACQUIRE_TIMEOUT` with [`PoolError::Timeout`]'s message),
 //! released when it finishes (observed as `use_time`). A transaction holds one permit from `BEGIN` to
-//! `COMMIT`/`ROLLBACK`; a stream holds one until it is dropped. Everything else is the inner
+//! `COMMIT`/`ROLLBACK`; a stream holds one until it is dropped. An `entity::Repo` statement that runs on sqlx's
+//! pool directly (`entity::Executor::direct`) holds one the same way. Everything else is the inner
 //! `DatabaseConnection`'s.
 //!
 //! [`Pool::acquire`]: super::Pool::acquire
