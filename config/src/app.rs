@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use crate::db::{self, DbConfig};
 use crate::error::{ConfigError, ConfigWarning};
+use crate::health::{self, HealthConfig};
 use crate::http::{self, HttpConfig};
 use crate::read::{Reader, WithWarnings};
 use crate::vars;
@@ -102,6 +103,8 @@ pub struct AppConfig {
     pub server_addr: ServerAddr,
     /// The HTTP server's limits.
     pub http: HttpConfig,
+    /// The thresholds of `/health`'s memory and disk checks.
+    pub health: HealthConfig,
 }
 
 impl WithWarnings for AppConfig {
@@ -118,6 +121,7 @@ impl AppConfig {
             db,
             server_addr,
             http: HttpConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 
@@ -147,10 +151,12 @@ impl AppConfig {
             |v| v.parse().ok(),
         );
         let http = http::read(&mut r);
+        let health = health::read(&mut r);
         r.finish(Self {
             db,
             server_addr,
             http,
+            health,
         })
     }
 }

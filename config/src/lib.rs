@@ -4,6 +4,7 @@ pub mod app;
 pub mod connect;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod http;
 mod read;
 pub mod url;
@@ -15,5 +16,6 @@ pub use db::{
     DEFAULT_SQLITE_PATH, DbConfig, DbTarget, PgTarget, PoolConfig, SqliteTarget, SslMode, TargetSource,
 };
 pub use error::{ConfigError, ConfigProblem, ConfigWarning, ConnectError};
+pub use health::HealthConfig;
 pub use http::HttpConfig;
 pub use url::{redact_url, with_database};

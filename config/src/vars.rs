@@ -192,6 +192,21 @@ pub const LOG_FORMAT: Var = var(
     Scope::Service,
 );
 
+/// Memory threshold of `/health`.
+pub const HEALTH_MIN_FREE_MEMORY: Var = var(
+    "HEALTH_MIN_FREE_MEMORY",
+    Some("5"),
+    "`/health` reports memory unhealthy below this percentage of the machine's memory available; 0 to 100",
+    Scope::Service,
+);
+/// Disk threshold of `/health`.
+pub const HEALTH_MIN_FREE_DISK: Var = var(
+    "HEALTH_MIN_FREE_DISK",
+    Some("5"),
+    "`/health` reports disk unhealthy below this percentage of the data's filesystem available; 0 to 100",
+    Scope::Service,
+);
+
 /// Every variable, in the order help and README list them.
 pub const ALL: &[Var] = &[
     DATABASE_URL,
@@ -215,6 +230,8 @@ pub const ALL: &[Var] = &[
     SERVER_IDLE_TIMEOUT,
     SERVER_MAX_CONNECTIONS,
     SERVER_SHUTDOWN_TIMEOUT,
+    HEALTH_MIN_FREE_MEMORY,
+    HEALTH_MIN_FREE_DISK,
     RUST_LOG,
     LOG_FORMAT,
 ];

@@ -164,8 +164,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// `GET /health`: the spec's basic response.
 pub async fn health(State(state): State<AppState>) -> Response {
     let db = check_db(&state, READY_TIMEOUT).await;
-    let memory = system::memory_check().status;
-    let disk = system::disk_check(&state.data_dir()).status;
+    let limits = state.config.health;
+    let memory = system::memory_check(limits.min_free_memory_percent).status;
+    let disk = system::disk_check(&state.data_dir(), limits.min_free_disk_percent).status;
     let ok = db.ok && !memory.is_bad() && !disk.is_bad();
     reply(
         ok,
@@ -186,8 +187,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// `GET /health/detailed`: every check with its numbers and threshold, the pool and the migration state.
 pub async fn detailed(State(state): State<AppState>) -> Response {
     let db = check_db(&state, READY_TIMEOUT).await;
-    let memory = system::memory_check();
-    let disk = system::disk_check(&state.data_dir());
+    let limits = state.config.health;
+    let memory = system::memory_check(limits.min_free_memory_percent);
+    let disk = system::disk_check(&state.data_dir(), limits.min_free_disk_percent);
     let migrations = state.migration_state().await;
     let ok = db.ok && !memory.status.is_bad() && !disk.status.is_bad();
     let services = HealthServices {

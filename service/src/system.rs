@@ -1,16 +1,12 @@
 //! Memory and disk checks for `/health` and `/metrics`, read from `/proc` and `statvfs`.
 //!
-//! Owns the thresholds that turn a reading into healthy or unhealthy. On systems without `/proc` the
-//! readings are absent and the checks report `unknown`, which does not make the service unhealthy.
+//! Owns how a reading and a threshold (`HEALTH_MIN_FREE_MEMORY`, `HEALTH_MIN_FREE_DISK`, read by the `config`
+//! crate) become healthy or unhealthy. On systems without `/proc` the readings are absent and the checks report
+//! `unknown`, which does not make the service unhealthy.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-
-/// Memory is unhealthy when less than this share of the machine's memory is available.
-pub const MEMORY_MIN_AVAILABLE_RATIO: f64 = 0.05;
-/// Disk is unhealthy when less than this share of the filesystem is available.
-pub const DISK_MIN_AVAILABLE_RATIO: f64 = 0.05;
 
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
@@ -77,20 +73,17 @@ pub struct MemoryCheck {
     pub threshold: String,
 }
 
-/// Checks the machine's available memory against [`MEMORY_MIN_AVAILABLE_RATIO`].
-pub fn memory_check() -> MemoryCheck {
+/// Checks the machine's available memory: unhealthy below `min_free_percent` of the total.
+pub fn memory_check(min_free_percent: f64) -> MemoryCheck {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total = kb_field(&info, "MemTotal:");
     let available = kb_field(&info, "MemAvailable:");
     MemoryCheck {
-        status: ratio_verdict(available, total, MEMORY_MIN_AVAILABLE_RATIO),
+        status: ratio_verdict(available, total, min_free_percent),
         process: process_memory(),
         system_total_bytes: total,
         system_available_bytes: available,
-        threshold: format!(
-            "available memory >= {}% of total",
-            MEMORY_MIN_AVAILABLE_RATIO * 100.0
-        ),
+        threshold: format!("available memory >= {}% of total", min_free_percent),
     }
 }
 
@@ -109,10 +102,10 @@ pub struct DiskCheck {
     pub threshold: String,
 }
 
-/// Checks the filesystem holding `path` against [`DISK_MIN_AVAILABLE_RATIO`].
+/// Checks the filesystem holding `path`: unhealthy below `min_free_percent` of its size available.
 // statvfs field types differ between platforms (u32 on some); the casts are not always no-ops.
 #[allow(clippy::unnecessary_cast)]
-pub fn disk_check(path: &Path) -> DiskCheck {
+pub fn disk_check(path: &Path, min_free_percent: f64) -> DiskCheck {
     let (total, available) = match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
             let frag = s.fragment_size() as u64;
@@ -124,21 +117,18 @@ pub fn disk_check(path: &Path) -> DiskCheck {
         Err(_) => (None, None),
     };
     DiskCheck {
-        status: ratio_verdict(available, total, DISK_MIN_AVAILABLE_RATIO),
+        status: ratio_verdict(available, total, min_free_percent),
         path: path.to_path_buf(),
         total_bytes: total,
         available_bytes: available,
-        threshold: format!(
-            "available space >= {}% of the filesystem",
-            DISK_MIN_AVAILABLE_RATIO * 100.0
-        ),
+        threshold: format!("available space >= {}% of the filesystem", min_free_percent),
     }
 }
 
-fn ratio_verdict(available: Option<u64>, total: Option<u64>, min: f64) -> Verdict {
+fn ratio_verdict(available: Option<u64>, total: Option<u64>, min_percent: f64) -> Verdict {
     match (available, total) {
         (Some(a), Some(t)) if t > 0 => {
-            if (a as f64) / (t as f64) >= min {
+            if (a as f64) * 100.0 / (t as f64) >= min_percent {
                 Verdict::Healthy
             } else {
                 Verdict::Unhealthy

@@ -6,7 +6,7 @@ use std::time::Duration;
 use collex_tests::{PgTestDb, admin_url};
 use serde_json::Value;
 
-use super::support::{Proxy, get, pg_config, start, upstream, via, wait_for_status};
+use super::support::{Proxy, app, get, pg_config, start, upstream, via, wait_for_status};
 
 fn assert_rfc3339(v: &Value) {
     let s = v.as_str().expect("timestamp is a string");
@@ -68,6 +68,37 @@ async fn health_answers_the_spec_shape() {
     assert!(
         v["services"]["memory"].is_string() && v["services"]["disk"].is_string(),
         "{v}"
+    );
+    svc.shutdown().await.expect("shutdown");
+}
+
+/// HEALTH_MIN_FREE_MEMORY / HEALTH_MIN_FREE_DISK decide the verdicts: at 100 % no host can meet them, so
+/// both resources turn unhealthy and so does the service, while the database stays healthy.
+#[tokio::test]
+async fn resource_thresholds_decide_the_memory_and_disk_verdicts() {
+    let db = PgTestDb::new().await;
+    let mut cfg = app(pg_config(db.url()));
+    cfg.health.min_free_memory_percent = 100.0;
+    cfg.health.min_free_disk_percent = 100.0;
+    let svc = service::start(cfg, std::sync::Arc::new(service::NotWired))
+        .await
+        .expect("service starts");
+    wait_for_status(svc.addr(), "/ready", 200, Duration::from_secs(10)).await;
+    let r = get(svc.addr(), "/health").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["status"], "unhealthy", "{v}");
+    assert_eq!(v["services"]["database"], "healthy", "{v}");
+    assert_eq!(v["services"]["memory"], "unhealthy", "{v}");
+    assert_eq!(v["services"]["disk"], "unhealthy", "{v}");
+    let d = get(svc.addr(), "/health/detailed").await.json();
+    assert_eq!(
+        d["checks"]["disk"]["threshold"], "available space >= 100% of the filesystem",
+        "{d}"
+    );
+    assert_eq!(
+        d["checks"]["memory"]["threshold"], "available memory >= 100% of total",
+        "{d}"
     );
     svc.shutdown().await.expect("shutdown");
 }
