@@ -4,10 +4,13 @@
 //! `run` does the whole bench; `bare` is the reference HTTP server the service is compared with.
 
 mod bare;
+mod compare;
 mod db;
 mod migrations;
+pub mod part;
 mod reads;
 mod report;
+pub mod rounds;
 mod service;
 mod tools;
 mod updates;
@@ -15,10 +18,37 @@ mod updates;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::part::{Env, Part};
 use crate::report::Report;
+
+/// Every part of the bench, in run order. A new part is a module with
+/// `pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()>` and one line here (see
+/// `part.rs`); its name is what `--only`/`--skip` take and the group its figures carry.
+const PARTS: &[Part] = &[
+    part!(
+        "reads",
+        reads::run,
+        "pooled find_by_id and list_by: entity repo vs raw sqlx (same SQL, same pool) vs pgbench"
+    ),
+    part!(
+        "updates",
+        updates::run,
+        "versioned Repo::update under contention vs the raw sqlx UPDATE loop; lost updates"
+    ),
+    part!(
+        "migrations",
+        migrations::run,
+        "migration up (N files) vs one psql session; migration status vs psql -c"
+    ),
+    part!(
+        "service",
+        service::run,
+        "start-up, RSS, /live and /health/database under wrk vs a bare axum handler"
+    ),
+];
 
 /// The harness's command line.
 #[derive(Parser, Debug)]
@@ -35,9 +65,29 @@ struct Cli {
 enum Command {
     /// Run the benchmarks against fresh databases at TEST_DATABASE_URL.
     Run(RunArgs),
+    /// Print the difference between two results.json files (figures matched by group, name and reference).
+    Compare {
+        /// The earlier results.json.
+        before: PathBuf,
+        /// The later results.json.
+        #[arg(default_value = "bench/results.json")]
+        after: PathBuf,
+    },
+    /// List the parts `--only` and `--skip` take.
+    List,
     /// Serve the bare axum reference (`/live`, `/ready`, `/health/database`) on SERVER_ADDR.
     Bare,
 }
+
+/// Defaults of a full run: windows long enough and rounds enough that a 5 % difference shows outside the
+/// spread on a quiet 2-core machine, the whole run about 10 minutes.
+const SECONDS: f64 = 3.0;
+const WARMUP: f64 = 0.5;
+const ROUNDS: u32 = 5;
+/// `--quick`: a smoke run (every part runs, nothing is worth comparing).
+const QUICK_SECONDS: f64 = 0.3;
+const QUICK_WARMUP: f64 = 0.1;
+const QUICK_ROUNDS: u32 = 2;
 
 /// Options of `run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -51,37 +101,101 @@ pub struct RunArgs {
     /// Where to write the Markdown table (for BENCHMARKS.md).
     #[arg(long, default_value = "bench/results.md")]
     markdown: PathBuf,
-    /// Which parts to run, comma-separated: reads, updates, migrations, service.
-    #[arg(
-        long,
-        default_value = "reads,updates,migrations,service",
-        value_delimiter = ','
-    )]
+    /// Parts to run, comma-separated (default: all; `collex-bench list` names them).
+    #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Seconds per measured window (reads, updates, HTTP load).
-    #[arg(long, env = "BENCH_SECONDS", default_value_t = 2)]
-    seconds: u64,
-    /// Rounds of the read benchmark; the paths alternate within each round.
-    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 3)]
-    rounds: u32,
-    /// Read cases as TASKS:POOL (the last one, 32 tasks on 8 connections, is the 32-task investigation).
-    #[arg(long, default_value = "1:1,8:8,32:32,32:8", value_delimiter = ',')]
+    /// Parts not to run, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Smoke run: 0.3 s windows, 2 rounds, fewer cases and files (also BENCH_QUICK=1). Explicit options win.
+    #[arg(long, env = "BENCH_QUICK")]
+    quick: bool,
+    /// Seconds per measured window (reads, updates, HTTP load) [default: 3, quick: 0.3].
+    #[arg(long, env = "BENCH_SECONDS")]
+    seconds: Option<f64>,
+    /// Seconds of warm-up before each window [default: 0.5, quick: 0.1].
+    #[arg(long, env = "BENCH_WARMUP")]
+    warmup: Option<f64>,
+    /// Alternating rounds of every comparison; each figure is the median, with the min–max spread
+    /// [default: 5, quick: 2].
+    #[arg(long, env = "BENCH_ROUNDS")]
+    rounds: Option<u32>,
+    /// Read cases as TASKS:POOL (32 tasks on 8 connections is the 32-task investigation)
+    /// [default: 1:1,8:8,32:32,32:8, quick: 1:1,8:8].
+    #[arg(long, value_delimiter = ',')]
     read_cases: Vec<String>,
     /// Also time `psql -1 -f` as one process per file (about 35 s for 500 files; off by default).
     #[arg(long, env = "BENCH_PSQL_PER_FILE")]
     psql_per_file: bool,
-    /// Number of generated migrations.
-    #[arg(long, env = "BENCH_MIGRATIONS", default_value_t = 500)]
-    migrations: u32,
+    /// Number of generated migrations [default: 500, quick: 20].
+    #[arg(long, env = "BENCH_MIGRATIONS")]
+    migrations: Option<u32>,
+    /// An earlier results.json: after the run, print each figure's difference with it.
+    #[arg(long)]
+    compare: Option<PathBuf>,
 }
 
 impl RunArgs {
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.seconds.max(1))
+    /// The measured window.
+    pub fn window(&self) -> Duration {
+        let d = if self.quick { QUICK_SECONDS } else { SECONDS };
+        Duration::from_secs_f64(self.seconds.unwrap_or(d).max(0.05))
     }
 
-    fn wants(&self, part: &str) -> bool {
-        self.only.iter().any(|p| p.trim() == part)
+    /// The window in whole seconds, at least 1 (for tools that take whole seconds: pgbench -T, wrk -d).
+    pub fn whole_seconds(&self) -> u64 {
+        self.window().as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// The warm-up before each window.
+    pub fn warmup(&self) -> Duration {
+        let d = if self.quick { QUICK_WARMUP } else { WARMUP };
+        Duration::from_secs_f64(self.warmup.unwrap_or(d).max(0.0))
+    }
+
+    /// Rounds per comparison, at least 1.
+    pub fn rounds(&self) -> usize {
+        let d = if self.quick { QUICK_ROUNDS } else { ROUNDS };
+        self.rounds.unwrap_or(d).max(1) as usize
+    }
+
+    /// The read cases as given (unparsed).
+    pub fn read_cases(&self) -> Vec<String> {
+        if !self.read_cases.is_empty() {
+            return self.read_cases.clone();
+        }
+        let d: &[&str] = if self.quick {
+            &["1:1", "8:8"]
+        } else {
+            &["1:1", "8:8", "32:32", "32:8"]
+        };
+        d.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Generated migrations.
+    pub fn migrations(&self) -> u32 {
+        self.migrations
+            .unwrap_or(if self.quick { 20 } else { 500 })
+            .max(1)
+    }
+
+    /// The parts to run, in registry order; an unknown name is an error naming the known ones.
+    fn parts(&self) -> anyhow::Result<Vec<Part>> {
+        let known: Vec<&str> = PARTS.iter().map(|p| p.name).collect();
+        for name in self.only.iter().chain(&self.skip) {
+            if !known.contains(&name.trim()) {
+                bail!(
+                    "unknown part {name:?} in --only/--skip; expected one of: {}",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(PARTS
+            .iter()
+            .filter(|p| self.only.is_empty() || self.only.iter().any(|o| o.trim() == p.name))
+            .filter(|p| !self.skip.iter().any(|o| o.trim() == p.name))
+            .copied()
+            .collect())
     }
 }
 
@@ -89,6 +203,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bare => bare::serve(),
+        Command::List => {
+            for p in PARTS {
+                println!("{:<12} {}", p.name, p.about);
+            }
+            Ok(())
+        }
+        Command::Compare { before, after } => {
+            let old = compare::load(&before)?;
+            let new = compare::load(&after)?;
+            print!(
+                "{}",
+                compare::render(&before, &old, &after.display().to_string(), &new)
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -101,13 +230,36 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Bad input fails before anything is touched.
+    let parts = args.parts()?;
+    let earlier = match &args.compare {
+        Some(path) => Some((path.clone(), compare::load(path)?)),
+        None => None,
+    };
     let tools = tools::Tools::find();
     let dbs = db::Databases::connect().await?;
-    let mut report = Report::new(&tools, &dbs).await;
+    let mut report = Report::new(&tools, &dbs, &args).await;
     eprintln!("collex-bench: PostgreSQL at {}", db::redact(&dbs.admin_url));
     eprintln!("collex-bench: {}", tools.summary());
+    eprintln!(
+        "collex-bench: {} rounds of {:.1} s windows (warm-up {:.1} s){}; parts: {}",
+        args.rounds(),
+        args.window().as_secs_f64(),
+        args.warmup().as_secs_f64(),
+        if args.quick { ", QUICK (smoke run)" } else { "" },
+        parts.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    );
 
-    let outcome = run_parts(&args, &tools, &dbs, &mut report).await;
+    let env = Env::new(&args, &tools, &dbs);
+    let mut outcome = Ok(());
+    for part in &parts {
+        eprintln!("collex-bench: part {}", part.name);
+        if let Err(e) = (part.run)(&env, &mut report).await {
+            outcome = Err(e.context(format!("part {}", part.name)));
+            break;
+        }
+    }
+    env.close().await;
     dbs.drop_all().await;
     // The generated migrations, pgbench script and server logs: kept when the run failed, for the post-mortem.
     let work = work_dir();
@@ -131,35 +283,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.markdown.display(),
         started.elapsed().as_secs_f64()
     );
+    if let Some((path, old)) = earlier {
+        let new = compare::load(&args.out)?;
+        print!("{}", compare::render(&path, &old, "this run", &new));
+    }
     outcome
 }
 
 /// Scratch directory of this run: generated migrations, the pgbench script, server logs.
 pub fn work_dir() -> PathBuf {
     std::env::temp_dir().join(format!("collex-bench-{}", std::process::id()))
-}
-
-async fn run_parts(
-    args: &RunArgs,
-    tools: &tools::Tools,
-    dbs: &db::Databases,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    if args.wants("reads") || args.wants("updates") {
-        let data = db::prepare_data(dbs, &args.bin_dir, report).await?;
-        if args.wants("reads") {
-            reads::run(args, tools, &data, report).await?;
-        }
-        if args.wants("updates") {
-            updates::run(args, &data, report).await?;
-        }
-        data.db.clone().close().await.ok();
-    }
-    if args.wants("migrations") {
-        migrations::run(args, tools, dbs, report).await?;
-    }
-    if args.wants("service") {
-        service::run(args, tools, dbs, report).await?;
-    }
-    Ok(())
 }

@@ -12,13 +12,12 @@ use anyhow::{Context, bail};
 use sea_orm::sqlx::{self, Row as _};
 use serde::Deserialize;
 
-use crate::RunArgs;
 use crate::db::{self, Databases};
+use crate::part::Env;
 use crate::report::{Figure, Report, Target};
-use crate::tools::{self, Tools};
+use crate::rounds;
+use crate::tools;
 
-/// Timed runs of `up` per side (each on a fresh database); the median is reported.
-const UP_RUNS: usize = 3;
 /// Timed runs of `status` per side.
 const STATUS_RUNS: usize = 30;
 
@@ -87,9 +86,10 @@ fn migration_cmd(bin: &Path, url: &str, dir: &Path) -> tokio::process::Command {
 ///
 /// # Errors
 /// Database errors or a side that fails to apply the files.
-pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Report) -> anyhow::Result<()> {
-    let n = args.migrations;
-    let bin = args.bin_dir.join("migration");
+pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (tools, dbs) = (env.tools, env.dbs);
+    let n = env.args.migrations();
+    let bin = env.bin_dir().join("migration");
     let Some(psql) = tools.psql.clone() else {
         report.add(Figure::missing(
             "migrations",
@@ -110,40 +110,58 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
     std::fs::write(&session_file, session)?;
 
     let runner_works = bin.exists() && runner_applies(&bin, dbs, &dir, n, report).await;
-    let mut runner_times = Vec::new();
-    let mut psql_times = Vec::new();
+    // Per side and round: wall milliseconds and the child's CPU milliseconds.
+    let (mut runner_ms, mut runner_cpu, mut psql_ms, mut psql_cpu) = (vec![], vec![], vec![], vec![]);
     let mut last_runner_url = None;
-    eprintln!("collex-bench: migrations, {n} files, {UP_RUNS} runs per side");
-    for run in 0..UP_RUNS {
-        if runner_works {
-            let url = dbs.fresh(&format!("mig_runner_{run}")).await?;
-            let mut cmd = migration_cmd(&bin, &url, &dir);
-            cmd.arg("up");
-            runner_times.push(tools::timed(&mut cmd, "migration up").await?.as_secs_f64() * 1e3);
+    let runs = env.rounds();
+    eprintln!("collex-bench: migrations, {n} files, {runs} runs per side");
+    for run in 0..runs {
+        // The side that goes first alternates, as in every other part.
+        for side in [run % 2, 1 - run % 2] {
+            if side == 0 && !runner_works {
+                continue;
+            }
+            let url = dbs
+                .fresh(&format!("mig_{}_{run}", ["runner", "psql"][side]))
+                .await?;
+            let mut cmd = if side == 0 {
+                let mut cmd = migration_cmd(&bin, &url, &dir);
+                cmd.arg("up");
+                cmd
+            } else {
+                let mut cmd = tokio::process::Command::new(&psql);
+                cmd.args(["-X", "-q", "-f"]).arg(&session_file).arg(&url);
+                cmd
+            };
+            let cpu0 = rounds::children_cpu_s();
+            let took = tools::timed(&mut cmd, ["migration up", "psql session"][side]).await?;
+            let cpu_ms = (rounds::children_cpu_s() - cpu0) * 1e3;
             let (tables, history) = count_tables(&url).await?;
             if tables != i64::from(n) {
-                bail!("migration up made {tables} bench tables, expected {n}");
+                bail!(
+                    "{} made {tables} bench tables, expected {n}",
+                    ["migration up", "psql"][side]
+                );
             }
-            if history.is_some_and(|h| h != i64::from(n)) {
-                report.note(format!(
-                    "migrations: the history holds {history:?} rows after `up` of {n} files (other migrations \
-                     joined the plan)"
-                ));
+            if side == 0 {
+                if history.is_some_and(|h| h != i64::from(n)) {
+                    report.note(format!(
+                        "migrations: the history holds {history:?} rows after `up` of {n} files (other \
+                         migrations joined the plan)"
+                    ));
+                }
+                runner_ms.push(took.as_secs_f64() * 1e3);
+                runner_cpu.push(cpu_ms);
+                last_runner_url = Some(url);
+            } else {
+                psql_ms.push(took.as_secs_f64() * 1e3);
+                psql_cpu.push(cpu_ms);
             }
-            last_runner_url = Some(url);
-        }
-        let url = dbs.fresh(&format!("mig_psql_{run}")).await?;
-        let mut cmd = tokio::process::Command::new(&psql);
-        cmd.args(["-X", "-q", "-f"]).arg(&session_file).arg(&url);
-        psql_times.push(tools::timed(&mut cmd, "psql session").await?.as_secs_f64() * 1e3);
-        let (tables, _) = count_tables(&url).await?;
-        if tables != i64::from(n) {
-            bail!("psql made {tables} bench tables, expected {n}");
         }
     }
     // psql -1 -f per file, once, for scale (opt-in: 500 process starts take about half a minute).
     let mut per_file_ms = None;
-    if args.psql_per_file {
+    if env.args.psql_per_file {
         let url = dbs.fresh("mig_psql_files").await?;
         let start = std::time::Instant::now();
         for f in &files {
@@ -155,18 +173,25 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
         }
         per_file_ms = Some(start.elapsed().as_secs_f64() * 1e3);
     }
-    let psql_ms = tools::median(psql_times);
     let reference = "psql, one session, BEGIN/\\i/COMMIT per file";
     if runner_works {
-        let runner_ms = tools::median(runner_times);
         report.add(
-            Figure::new("migrations", format!("migration up, {n} files"), runner_ms, "ms")
-                .against(reference, Some(psql_ms))
+            Figure::from_rounds("migrations", format!("migration up, {n} files"), &runner_ms, "ms")
+                .against_rounds(reference, &psql_ms)
                 .target(Target::RatioAtMost(1.2)),
+        );
+        report.add(
+            Figure::from_rounds(
+                "migrations",
+                format!("CPU of migration up, {n} files"),
+                &runner_cpu,
+                "ms",
+            )
+            .against_rounds("psql's CPU, same session", &psql_cpu),
         );
         if per_file_ms.is_some() {
             report.add(
-                Figure::new("migrations", format!("migration up, {n} files"), runner_ms, "ms")
+                Figure::from_rounds("migrations", format!("migration up, {n} files"), &runner_ms, "ms")
                     .against("psql -1 -f, one process per file", per_file_ms),
             );
         }
@@ -180,12 +205,12 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
                     bin.display()
                 ),
             )
-            .against(reference, Some(psql_ms)),
+            .against_rounds(reference, &psql_ms),
         );
     }
     report.note(format!(
-        "migrations: `up` is timed from process start to exit, median of {UP_RUNS} runs per side, each on a \
-         fresh database; the runner sends each file and its history INSERT as one simple-query message \
+        "migrations: `up` is timed from process start to exit, {runs} runs per side (the first side \
+         alternating), each on a fresh database; CPU is the child's user+system time (getrusage); the runner sends each file and its history INSERT as one simple-query message \
          (one round trip), psql's \\i sends each statement on its own"
     ));
 
@@ -199,21 +224,30 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
         return Ok(());
     };
     let query = format!("SELECT * FROM {HISTORY} ORDER BY version");
-    let (status_ms, psql_ms, how) = match &tools.hyperfine {
-        Some(hf) => hyperfine_status(hf, &bin, &psql, &url, &dir, &query, &work).await?,
-        None => own_loop_status(&bin, &psql, &url, &dir, &query).await?,
+    let runs = if env.quick() { 5 } else { STATUS_RUNS };
+    let t = match &tools.hyperfine {
+        Some(hf) => hyperfine_status(hf, &bin, &psql, &url, &dir, &query, &work, runs).await?,
+        None => own_loop_status(&bin, &psql, &url, &dir, &query, runs).await?,
     };
-    report.add(
-        Figure::new(
-            "migrations",
-            format!("migration status, {n} applied"),
-            status_ms,
-            "ms",
+    let reference = "psql -c, one query on the history table";
+    let name = format!("migration status, {n} applied");
+    let cpu_name = format!("CPU of migration status, {n} applied");
+    let (fig, cpu) = if t.paired {
+        (
+            Figure::from_rounds("migrations", name, &t.status_ms, "ms").against_rounds(reference, &t.psql_ms),
+            Figure::from_rounds("migrations", cpu_name, &t.status_cpu_ms, "ms")
+                .against_rounds("psql -c's CPU", &t.psql_cpu_ms),
         )
-        .against("psql -c, one query on the history table", Some(psql_ms))
-        .target(Target::RatioAtMost(1.5))
-        .note(how),
-    );
+    } else {
+        (
+            Figure::from_rounds("migrations", name, &t.status_ms, "ms")
+                .against_unpaired(reference, &t.psql_ms),
+            Figure::from_rounds("migrations", cpu_name, &t.status_cpu_ms, "ms")
+                .against_unpaired("psql -c's CPU", &t.psql_cpu_ms),
+        )
+    };
+    report.add(fig.target(Target::RatioAtMost(1.5)).note(t.how));
+    report.add(cpu);
     Ok(())
 }
 
@@ -239,6 +273,17 @@ async fn runner_applies(bin: &Path, dbs: &Databases, dir: &Path, n: u32, report:
     }
 }
 
+/// `status` and `psql -c` timed `runs` times each: wall and CPU milliseconds per run.
+struct StatusTimes {
+    status_ms: Vec<f64>,
+    psql_ms: Vec<f64>,
+    status_cpu_ms: Vec<f64>,
+    psql_cpu_ms: Vec<f64>,
+    /// Whether run `i` of each side ran back to back (our own loop) rather than in separate series.
+    paired: bool,
+    how: String,
+}
+
 #[derive(Deserialize)]
 struct HyperfineOut {
     results: Vec<HyperfineResult>,
@@ -246,9 +291,15 @@ struct HyperfineOut {
 
 #[derive(Deserialize)]
 struct HyperfineResult {
-    median: f64,
+    /// Mean user CPU seconds per run.
+    user: f64,
+    /// Mean system CPU seconds per run.
+    system: f64,
+    /// Wall seconds of every run.
+    times: Vec<f64>,
 }
 
+#[allow(clippy::too_many_arguments)] // One call site; the arguments are the command lines' parts.
 async fn hyperfine_status(
     hf: &Path,
     bin: &Path,
@@ -257,16 +308,17 @@ async fn hyperfine_status(
     dir: &Path,
     query: &str,
     work: &Path,
-) -> anyhow::Result<(f64, f64, String)> {
+    runs: usize,
+) -> anyhow::Result<StatusTimes> {
     let json = work.join("status.hyperfine.json");
-    let runs = STATUS_RUNS.to_string();
+    let runs_arg = runs.to_string();
     let out = tokio::process::Command::new(hf)
         .args([
             "-N",
             "--warmup",
             "3",
             "--runs",
-            &runs,
+            &runs_arg,
             "--style",
             "none",
             "--export-json",
@@ -291,39 +343,54 @@ async fn hyperfine_status(
     let [status, psql_c] = parsed.results.as_slice() else {
         bail!("hyperfine reported {} results, expected 2", parsed.results.len());
     };
-    Ok((
-        status.median * 1e3,
-        psql_c.median * 1e3,
-        format!("hyperfine -N, 3 warm-up runs, median of {STATUS_RUNS}"),
-    ))
+    let ms = |v: &[f64]| v.iter().map(|t| t * 1e3).collect::<Vec<_>>();
+    Ok(StatusTimes {
+        status_ms: ms(&status.times),
+        psql_ms: ms(&psql_c.times),
+        status_cpu_ms: vec![(status.user + status.system) * 1e3],
+        psql_cpu_ms: vec![(psql_c.user + psql_c.system) * 1e3],
+        paired: false,
+        how: format!(
+            "hyperfine -N, 3 warm-up runs, median and (min–max) of {runs} runs per command; CPU: hyperfine's \
+             mean user+system"
+        ),
+    })
 }
-
 async fn own_loop_status(
     bin: &Path,
     psql: &Path,
     url: &str,
     dir: &Path,
     query: &str,
-) -> anyhow::Result<(f64, f64, String)> {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for i in 0..STATUS_RUNS + 3 {
+    runs: usize,
+) -> anyhow::Result<StatusTimes> {
+    let mut t = StatusTimes {
+        status_ms: Vec::new(),
+        psql_ms: Vec::new(),
+        status_cpu_ms: Vec::new(),
+        psql_cpu_ms: Vec::new(),
+        paired: true,
+        how: format!(
+            "hyperfine MISSING: timed by collex-bench, alternating, 3 warm-up runs, median and (min–max) of \
+             {runs} runs per command; CPU: the child's user+system (getrusage)"
+        ),
+    };
+    for i in 0..runs + 3 {
         let mut cmd = migration_cmd(bin, url, dir);
         cmd.arg("status");
+        let cpu0 = rounds::children_cpu_s();
         let ta: Duration = tools::timed(&mut cmd, "migration status").await?;
+        let cpu1 = rounds::children_cpu_s();
         let mut cmd = tokio::process::Command::new(psql);
         cmd.args(["-X", "-qAt", "-c", query, url]);
         let tb = tools::timed(&mut cmd, "psql -c").await?;
+        let cpu2 = rounds::children_cpu_s();
         if i >= 3 {
-            a.push(ta.as_secs_f64() * 1e3);
-            b.push(tb.as_secs_f64() * 1e3);
+            t.status_ms.push(ta.as_secs_f64() * 1e3);
+            t.psql_ms.push(tb.as_secs_f64() * 1e3);
+            t.status_cpu_ms.push((cpu1 - cpu0) * 1e3);
+            t.psql_cpu_ms.push((cpu2 - cpu1) * 1e3);
         }
     }
-    Ok((
-        tools::median(a),
-        tools::median(b),
-        format!(
-            "hyperfine MISSING: timed by collex-bench, alternating, 3 warm-up runs, median of {STATUS_RUNS}"
-        ),
-    ))
+    Ok(t)
 }

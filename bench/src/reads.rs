@@ -3,27 +3,23 @@
 //! the repository's cached lookup by an indexed column (`list_by` phone number, limit 10) against the same
 //! SQL through raw sqlx.
 //!
-//! The three Rust paths share one `PgPool` (SeaORM's own, taken with `get_postgres_connection_pool`), so pool
+//! The Rust paths share one `PgPool` (SeaORM's own, taken with `get_postgres_connection_pool`), so pool
 //! size and settings are identical by construction; they alternate within each round so drift on a shared
 //! machine spreads evenly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use entity::repo::RepoExt;
 use entity::{Ctx, users};
 use sea_orm::sqlx::{self, PgPool, Row as _};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    Statement,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::RunArgs;
 use crate::db::{self, Data};
+use crate::part::Env;
 use crate::report::{Figure, Report, Target};
+use crate::rounds::{self, Window};
 use crate::tools::{self, Tools};
 
 /// The three Rust read paths.
@@ -35,9 +31,6 @@ enum ReadPath {
     Raw,
     /// `users::Entity::find_by_id(id)` plus `business_id = b AND deleted_at IS NULL` written by hand.
     Plain,
-    /// Investigation: the repo's SQL built once, run through SeaORM's `query_one_raw` and decoded by
-    /// `FromQueryResult`, i.e. SeaORM without sea-query building the statement on every call.
-    Prebuilt,
     /// `users::Entity::repo(..)?.list_by(users::Column::PhoneNumber, phone, 10)`.
     RepoListBy,
     /// The SQL `list_by` sends, through `sqlx::query` on the same pool, every row decoded by name.
@@ -45,7 +38,7 @@ enum ReadPath {
 }
 
 impl ReadPath {
-    const ALL: [ReadPath; 4] = [ReadPath::Repo, ReadPath::Raw, ReadPath::Plain, ReadPath::Prebuilt];
+    const ALL: [ReadPath; 3] = [ReadPath::Repo, ReadPath::Raw, ReadPath::Plain];
 }
 
 /// What raw sqlx decodes: every column of `users`, by name, as SeaORM's `FromQueryResult` does.
@@ -147,17 +140,6 @@ async fn read_once(
             .map(|row| RawUser::decode(&row).map(std::hint::black_box))
             .transpose()?
             .is_some(),
-        ReadPath::Prebuilt => db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                [business.into(), id.into(), 1u64.into()],
-            ))
-            .await?
-            .map(|row| users::Model::from_query_result(&row, ""))
-            .transpose()?
-            .map(std::hint::black_box)
-            .is_some(),
         ReadPath::Plain => users::Entity::find_by_id(id)
             .filter(users::Column::BusinessId.eq(business))
             .filter(users::Column::DeletedAt.is_null())
@@ -168,82 +150,39 @@ async fn read_once(
     })
 }
 
-/// CPU time this process has used (user + system), from `/proc/self/stat`, in seconds.
-fn process_cpu_s() -> f64 {
-    // Fields 14 and 15 (utime, stime) in clock ticks; Linux's USER_HZ is 100 on every common build.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    // After the `)`, field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// One measured window: reads per second and the client's CPU microseconds per read.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    rate: f64,
-    cpu_us: f64,
-}
-
-/// Reads per second of `path` with `tasks` concurrent tasks over `db`'s pool, during `window`.
+/// One window of `path` with `tasks` concurrent tasks over `db`'s pool: reads done and the bench process's
+/// CPU.
 async fn measure(
     path: ReadPath,
     tasks: usize,
     db: &DatabaseConnection,
     sql: &'static str,
     ids: &Arc<Vec<(Uuid, Uuid, u32)>>,
-    window: Duration,
-) -> anyhow::Result<Sample> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::with_capacity(tasks);
-    for t in 0..tasks {
-        let (stop, done, ids, db) = (stop.clone(), done.clone(), ids.clone(), db.clone());
-        handles.push(tokio::spawn(async move {
-            let pool = db.get_postgres_connection_pool().clone();
-            // xorshift: the same cheap id choice for every path.
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x2545_F491_4F6C_DD1D);
-            while !stop.load(Ordering::Relaxed) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let (id, business, i) = ids[(x % ids.len() as u64) as usize];
-                if !read_once(path, &db, &pool, sql, business, (id, i)).await? {
-                    bail!("{path:?} found no row for live user {id}");
-                }
-                done.fetch_add(1, Ordering::Relaxed);
+    env: &Env<'_>,
+) -> anyhow::Result<Window> {
+    // One Arc per read (the same for every path): what the spawned tasks share.
+    let shared = Arc::new((db.clone(), db.get_postgres_connection_pool().clone(), ids.clone()));
+    rounds::closed_loop(tasks, env.warmup(), env.window(), move |_, x| {
+        let shared = shared.clone();
+        async move {
+            let (db, pool, ids) = &*shared;
+            let (id, business, i) = ids[(x % ids.len() as u64) as usize];
+            if !read_once(path, db, pool, sql, business, (id, i)).await? {
+                bail!("{path:?} found no row for live user {id}");
             }
-            Ok(())
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (start_count, start, cpu0) = (done.load(Ordering::Relaxed), Instant::now(), process_cpu_s());
-    tokio::time::sleep(window).await;
-    let (end_count, elapsed, cpu1) = (done.load(Ordering::Relaxed), start.elapsed(), process_cpu_s());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.await.context("read task panicked")??;
-    }
-    let n = (end_count - start_count) as f64;
-    Ok(Sample {
-        rate: n / elapsed.as_secs_f64(),
-        cpu_us: (cpu1 - cpu0) * 1e6 / n.max(1.0),
+            Ok(1)
+        }
     })
+    .await
 }
 
 /// Runs the read benchmark and adds its figures.
 ///
 /// # Errors
 /// Database errors, a read that finds no row, or pgbench failing.
-pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report) -> anyhow::Result<()> {
+pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (args, tools) = (env.args, env.tools);
+    let data = env.data(report).await?;
     let (sql, n_values) = repo_sql(&data.db)?;
     if n_values != 3 {
         bail!(
@@ -262,7 +201,7 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
 
     // (tasks, pool size): pool = tasks like pgbench's clients; the last case is the 32-task investigation.
     let mut cases = Vec::new();
-    for case in &args.read_cases {
+    for case in &args.read_cases() {
         let parsed = case
             .split_once(':')
             .and_then(|(t, p)| Some((t.trim().parse::<usize>().ok()?, p.trim().parse::<u32>().ok()?)))
@@ -275,119 +214,102 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
     for (tasks, pool_size) in cases {
         eprintln!("collex-bench: reads, {tasks} tasks, pool {pool_size}");
         let db = db::connect(&data.url, pool_size).await?;
-        let mut samples: [Vec<f64>; 4] = Default::default();
-        let mut cpu: [Vec<f64>; 4] = Default::default();
-        for round in 0..args.rounds as usize {
-            for k in 0..ReadPath::ALL.len() {
-                let i = (k + round) % ReadPath::ALL.len();
-                let s = measure(ReadPath::ALL[i], tasks, &db, sql, &ids, args.window()).await?;
-                samples[i].push(s.rate);
-                cpu[i].push(s.cpu_us);
-            }
-        }
+        let paths = ReadPath::ALL;
+        let r = rounds::alternate(env.rounds(), paths.len(), |k, _| {
+            measure(paths[k], tasks, &db, sql, &ids, env)
+        })
+        .await?;
         db.close().await.ok();
-        let [repo, raw, plain, prebuilt] = samples.map(tools::median);
-        let [repo_cpu, raw_cpu, plain_cpu, prebuilt_cpu] = cpu.map(tools::median);
+        let [repo, raw, plain] = [0, 1, 2].map(|k| r.of(k, Window::rate));
+        let [repo_cpu, raw_cpu, plain_cpu] = [0, 1, 2].map(|k| r.of(k, Window::cpu_us_per_op));
         let label = if tasks as u32 == pool_size {
             format!("{tasks} tasks")
         } else {
             format!("{tasks} tasks, pool {pool_size}")
         };
-        let (builtin, same_select) = if tasks as u32 == pool_size {
-            pgbench_pair(tools, &data.url, tasks, &script, args).await
+        let pgbench = if tasks as u32 == pool_size {
+            pgbench_pair(tools, &data.url, tasks, &script, env).await
         } else {
-            (None, None)
+            None
         };
-        let mut repo_fig = Figure::new(
-            "reads",
-            format!("entity repo find_by_id, {label}"),
-            repo,
-            "reads/s",
-        )
-        .against("raw sqlx, same SQL and pool", Some(raw));
-        if tasks as u32 == pool_size {
-            repo_fig = repo_fig.target(Target::RatioAtLeast(0.95));
-        }
-        report.add(repo_fig);
+        let same = "raw sqlx, same SQL and pool";
         report.add(
-            Figure::new(
+            Figure::from_rounds(
+                "reads",
+                format!("entity repo find_by_id, {label}"),
+                &repo,
+                "reads/s",
+            )
+            .against_rounds(same, &raw)
+            .target(Target::RatioAtLeast(1.0)),
+        );
+        report.add(
+            Figure::from_rounds(
                 "reads",
                 format!("plain SeaORM find_by_id + filter, {label}"),
-                plain,
+                &plain,
                 "reads/s",
             )
-            .against("raw sqlx, same SQL and pool", Some(raw)),
+            .against_rounds(same, &raw),
         );
         report.add(
-            Figure::new(
-                "reads",
-                format!("SeaORM, SQL built once (prototype), {label}"),
-                prebuilt,
-                "reads/s",
-            )
-            .against("raw sqlx, same SQL and pool", Some(raw)),
-        );
-        report.add(
-            Figure::new(
+            Figure::from_rounds(
                 "reads",
                 format!("client CPU per read, entity repo, {label}"),
-                repo_cpu,
+                &repo_cpu,
                 "us",
             )
-            .against("raw sqlx", Some(raw_cpu)),
+            .against_rounds("raw sqlx", &raw_cpu),
         );
         report.add(
-            Figure::new(
+            Figure::from_rounds(
                 "reads",
                 format!("client CPU per read, plain SeaORM, {label}"),
-                plain_cpu,
+                &plain_cpu,
                 "us",
             )
-            .against("raw sqlx", Some(raw_cpu)),
-        );
-        report.add(
-            Figure::new(
-                "reads",
-                format!("client CPU per read, SQL built once, {label}"),
-                prebuilt_cpu,
-                "us",
-            )
-            .against("raw sqlx", Some(raw_cpu)),
+            .against_rounds("raw sqlx", &raw_cpu),
         );
         if tasks as u32 != pool_size {
             continue;
         }
-        match builtin {
-            Some(Ok(tps)) => {
-                for (name, v) in [("entity repo", repo), ("raw sqlx", raw)] {
+        match pgbench {
+            Some(Ok(p)) => {
+                for (name, v) in [("entity repo", &repo), ("raw sqlx", &raw)] {
                     report.add(
-                        Figure::new("reads", format!("{name}, {label}"), v, "reads/s")
-                            .against(format!("pgbench -S -M prepared -c {tasks}"), Some(tps)),
+                        Figure::from_rounds("reads", format!("{name}, {label}"), v, "reads/s")
+                            .against_unpaired(format!("pgbench -S -M prepared -c {tasks}"), &p.builtin),
                     );
                 }
+                report.add(
+                    Figure::from_rounds("reads", format!("entity repo, {label}"), &repo, "reads/s")
+                        .against_unpaired(
+                            format!("pgbench -M prepared, same SELECT script, -c {tasks}"),
+                            &p.same,
+                        ),
+                );
+                report.add(
+                    Figure::from_rounds(
+                        "reads",
+                        format!("client CPU per read, pgbench same SELECT script, {label}"),
+                        &p.same_cpu,
+                        "us",
+                    )
+                    .against_unpaired("raw sqlx", &raw_cpu)
+                    .note(
+                        "pgbench's own CPU (getrusage of the waited-for child), connection set-up included",
+                    ),
+                );
             }
             Some(Err(e)) => report.add(Figure::missing(
                 "reads",
-                format!("pgbench -S, {label}"),
+                format!("pgbench, {label}"),
                 format!("{e:#}"),
             )),
-            None => report.add(Figure::missing(
+            None if tasks as u32 == pool_size => report.add(Figure::missing(
                 "reads",
                 format!("pgbench -S, {label}"),
                 "pgbench missing",
-            )),
-        }
-        match same_select {
-            Some(Ok(tps)) => report.add(
-                Figure::new("reads", format!("entity repo, {label}"), repo, "reads/s").against(
-                    format!("pgbench -M prepared, same SELECT script, -c {tasks}"),
-                    Some(tps),
-                ),
-            ),
-            Some(Err(e)) => report.add(Figure::missing(
-                "reads",
-                format!("pgbench same-SELECT script, {label}"),
-                format!("{e:#}"),
             )),
             None => {}
         }
@@ -396,13 +318,13 @@ pub async fn run(args: &RunArgs, tools: &Tools, data: &Data, report: &mut Report
         "reads: pgbench runs with -j min(clients, 2) -n -T window; its same-SELECT script computes the ids \
          with md5() server-side (two md5 calls per query), as the client derives them",
     );
-    list_by(args, data, &ids, report).await
+    list_by(env, data, &ids, report).await
 }
 
 /// The cached lookup by an indexed column: `list_by` phone number (limit 10) against its SQL in raw sqlx, at
 /// 8 tasks on 8 connections, alternating within each round.
 async fn list_by(
-    args: &RunArgs,
+    env: &Env<'_>,
     data: &Data,
     ids: &Arc<Vec<(Uuid, Uuid, u32)>>,
     report: &mut Report,
@@ -416,37 +338,31 @@ async fn list_by(
     eprintln!("collex-bench: reads, list_by, 8 tasks, pool 8");
     let db = db::connect(&data.url, 8).await?;
     let paths = [ReadPath::RepoListBy, ReadPath::RawListBy];
-    let mut rates: [Vec<f64>; 2] = Default::default();
-    let mut cpu: [Vec<f64>; 2] = Default::default();
-    for round in 0..args.rounds as usize {
-        for k in 0..paths.len() {
-            let i = (k + round) % paths.len();
-            let s = measure(paths[i], 8, &db, sql, ids, args.window()).await?;
-            rates[i].push(s.rate);
-            cpu[i].push(s.cpu_us);
-        }
-    }
+    let r = rounds::alternate(env.rounds(), paths.len(), |k, _| {
+        measure(paths[k], 8, &db, sql, ids, env)
+    })
+    .await?;
     db.close().await.ok();
-    let [repo, raw] = rates.map(tools::median);
-    let [repo_cpu, raw_cpu] = cpu.map(tools::median);
+    let [repo, raw] = [0, 1].map(|k| r.of(k, Window::rate));
+    let [repo_cpu, raw_cpu] = [0, 1].map(|k| r.of(k, Window::cpu_us_per_op));
     report.add(
-        Figure::new(
+        Figure::from_rounds(
             "reads",
             "entity repo list_by phone (limit 10), 8 tasks",
-            repo,
+            &repo,
             "reads/s",
         )
-        .against("raw sqlx, same SQL and pool", Some(raw))
+        .against_rounds("raw sqlx, same SQL and pool", &raw)
         .target(Target::RatioAtLeast(0.95)),
     );
     report.add(
-        Figure::new(
+        Figure::from_rounds(
             "reads",
             "client CPU per read, entity repo list_by, 8 tasks",
-            repo_cpu,
+            &repo_cpu,
             "us",
         )
-        .against("raw sqlx", Some(raw_cpu)),
+        .against_rounds("raw sqlx", &raw_cpu),
     );
     Ok(())
 }
@@ -468,18 +384,26 @@ fn pgbench_script(sql: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-type Tps = Option<anyhow::Result<f64>>;
+/// pgbench's figures over the rounds: `-S` and the same-SELECT script's reads per second, and the script's
+/// CPU per read.
+struct Pgbench {
+    builtin: Vec<f64>,
+    same: Vec<f64>,
+    same_cpu: Vec<f64>,
+}
+
+/// Rounds of pgbench per case, at most: a ceiling to compare with, not a target, so fewer rounds suffice.
+const PGBENCH_ROUNDS: usize = 3;
 
 async fn pgbench_pair(
     tools: &Tools,
     url: &str,
     clients: usize,
     script: &std::path::Path,
-    args: &RunArgs,
-) -> (Tps, Tps) {
-    let Some(pgbench) = &tools.pgbench else {
-        return (None, None);
-    };
+    env: &Env<'_>,
+) -> Option<anyhow::Result<Pgbench>> {
+    let pgbench = tools.pgbench.as_ref()?;
+    let seconds = env.args.whole_seconds();
     let common = vec![
         "-n".to_owned(),
         "-M".into(),
@@ -489,23 +413,28 @@ async fn pgbench_pair(
         "-j".into(),
         clients.min(2).to_string(),
         "-T".into(),
-        args.seconds.max(1).to_string(),
+        seconds.to_string(),
     ];
-    let mut builtin = Vec::new();
-    let mut same = Vec::new();
-    for _ in 0..args.rounds.max(1) {
-        let mut a = common.clone();
-        a.push("-S".into());
-        builtin.push(tools::pgbench(pgbench, &a, url).await);
-        let mut a = common.clone();
-        a.push("-f".into());
-        a.push(script.display().to_string());
-        same.push(tools::pgbench(pgbench, &a, url).await);
-    }
-    let collect = |v: Vec<anyhow::Result<f64>>| -> anyhow::Result<f64> {
-        Ok(tools::median(
-            v.into_iter().collect::<anyhow::Result<Vec<f64>>>()?,
-        ))
+    let run = async {
+        let mut p = Pgbench {
+            builtin: Vec::new(),
+            same: Vec::new(),
+            same_cpu: Vec::new(),
+        };
+        for _ in 0..env.rounds().min(PGBENCH_ROUNDS) {
+            let mut a = common.clone();
+            a.push("-S".into());
+            p.builtin.push(tools::pgbench(pgbench, &a, url).await?);
+            let mut a = common.clone();
+            a.push("-f".into());
+            a.push(script.display().to_string());
+            let cpu0 = rounds::children_cpu_s();
+            let tps = tools::pgbench(pgbench, &a, url).await?;
+            let cpu = rounds::children_cpu_s() - cpu0;
+            p.same.push(tps);
+            p.same_cpu.push(cpu * 1e6 / (tps * seconds as f64).max(1.0));
+        }
+        anyhow::Ok(p)
     };
-    (Some(collect(builtin)), Some(collect(same)))
+    Some(run.await)
 }

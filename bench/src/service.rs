@@ -11,10 +11,9 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::RunArgs;
-use crate::db::Databases;
+use crate::part::Env;
 use crate::report::{Figure, Report, Target};
-use crate::tools::{self, Tools};
+use crate::tools;
 
 /// Timed start-ups per server; the median is reported.
 const STARTS: usize = 5;
@@ -249,11 +248,13 @@ async fn profile(
 ///
 /// # Errors
 /// Database errors; a server that does not start is reported as missing, not as an error.
-pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Report) -> anyhow::Result<()> {
+pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (tools, dbs) = (env.tools, env.dbs);
+    let seconds = env.args.whole_seconds();
     let work = crate::work_dir();
     std::fs::create_dir_all(&work)?;
     let launcher = Launcher {
-        service: args.bin_dir.join("service"),
+        service: env.bin_dir().join("service"),
         bare: std::env::current_exe()?,
         url: dbs.fresh("service").await?,
         log_dir: work.clone(),
@@ -286,7 +287,8 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
 
     let mut service_starts = Vec::new();
     let mut bare_starts = Vec::new();
-    for _ in 0..STARTS {
+    let starts = if env.quick() { 2 } else { STARTS };
+    for _ in 0..starts {
         if service_ok {
             let (child, _, t) = launcher
                 .start(Server::Service, Duration::from_secs(30), &[])
@@ -300,9 +302,9 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
     }
     let bare_start = tools::median(bare_starts);
     let wrk_bin = tools.wrk.as_deref();
-    let bare = profile(&launcher, Server::Bare, wrk_bin, args.seconds, &[]).await?;
+    let bare = profile(&launcher, Server::Bare, wrk_bin, seconds, &[]).await?;
     let service = if service_ok {
-        Some(profile(&launcher, Server::Service, wrk_bin, args.seconds, &[]).await?)
+        Some(profile(&launcher, Server::Service, wrk_bin, seconds, &[]).await?)
     } else {
         None
     };
@@ -311,7 +313,7 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
     // separates that policy from the handler's own cost.
     let idle_env = [("DB_MAX_IDLE_CONNS", CONNECTIONS.to_string())];
     let service_idle = if service_ok && wrk_bin.is_some() {
-        Some(profile(&launcher, Server::Service, wrk_bin, args.seconds, &idle_env).await?)
+        Some(profile(&launcher, Server::Service, wrk_bin, seconds, &idle_env).await?)
     } else {
         None
     };
@@ -338,7 +340,7 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
             .against("bare axum + sqlx pool", Some(bare_start))
             .target(Target::ValueAtMost(150.0))
             .note(format!(
-                "spawn to first 200 from /ready, polled every 1 ms; median of {STARTS}, nothing pending"
+                "spawn to first 200 from /ready, polled every 1 ms; median of {starts}, nothing pending"
             )),
     );
     report.add(
@@ -421,7 +423,7 @@ pub async fn run(args: &RunArgs, tools: &Tools, dbs: &Databases, report: &mut Re
     report.note(format!(
         "service: wrk -t1 -c{CONNECTIONS} --latency on 127.0.0.1, 1 s warm-up then {} s measured per endpoint; \
          server and wrk share the 2 cores; the bare reference's sqlx pool keeps every connection idle",
-        args.seconds
+        seconds
     ));
     Ok(())
 }

@@ -17,9 +17,10 @@ use sea_orm::sqlx::{self, Row as _};
 use sea_orm::{ActiveValue, DatabaseConnection, IntoActiveModel};
 use uuid::Uuid;
 
-use crate::RunArgs;
-use crate::db::{self, Data};
+use crate::db;
+use crate::part::Env;
 use crate::report::{Figure, Report, Target};
+use crate::rounds;
 
 const TASKS: usize = 16;
 
@@ -30,12 +31,14 @@ enum UpdatePath {
 }
 
 /// Counts of one run.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Counts {
     successes: u64,
     retries: u64,
     per_row: Vec<u64>,
     elapsed: Duration,
+    /// The bench process's CPU seconds over the run.
+    cpu_s: f64,
     /// Successes that the counter or the version does not show (must be 0).
     lost: u64,
 }
@@ -126,7 +129,7 @@ async fn contend(
     let stop = Arc::new(AtomicBool::new(false));
     let rows_arc: Arc<Vec<(Uuid, Uuid)>> = Arc::new(rows.to_vec());
     let mut handles = Vec::new();
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), rounds::self_cpu_s());
     for t in 0..TASKS {
         let (stop, rows, db) = (stop.clone(), rows_arc.clone(), db.clone());
         handles.push(tokio::spawn(async move {
@@ -159,6 +162,7 @@ async fn contend(
         }
     }
     counts.elapsed = start.elapsed();
+    counts.cpu_s = rounds::self_cpu_s() - cpu0;
     counts.successes = counts.per_row.iter().sum();
     for (k, (id, _)) in rows.iter().enumerate() {
         let (counter, version) = state(db, *id).await?;
@@ -181,45 +185,63 @@ async fn contend(
 ///
 /// # Errors
 /// Database errors, or lost updates (which fail the run: they must be 0).
-pub async fn run(args: &RunArgs, data: &Data, report: &mut Report) -> anyhow::Result<()> {
+pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let data = env.data(report).await?;
     let db = db::connect(&data.url, TASKS as u32).await?;
     // Rows of business 1: i = 1, 4, 7, ...
     let rows: Vec<(Uuid, Uuid)> = (0..16u32)
         .map(|k| 1 + 3 * k)
         .map(|i| (db::user_id(i), db::business_id(i)))
         .collect();
+    let paths = [UpdatePath::Repo, UpdatePath::Raw];
     for (label, set) in [("16 tasks, 1 row", &rows[..1]), ("16 tasks, 16 rows", &rows[..])] {
         eprintln!("collex-bench: updates, {label}");
-        let repo = contend(UpdatePath::Repo, &db, set, args.window()).await?;
-        let raw = contend(UpdatePath::Raw, &db, set, args.window()).await?;
+        let r = rounds::alternate(env.rounds(), paths.len(), |k, _| {
+            contend(paths[k], &db, set, env.window())
+        })
+        .await?;
         let rate = |c: &Counts| c.successes as f64 / c.elapsed.as_secs_f64();
         let retries = |c: &Counts| c.retries as f64 / c.successes.max(1) as f64;
+        let cpu = |c: &Counts| c.cpu_s * 1e6 / c.successes.max(1) as f64;
+        let total = |k: usize, f: fn(&Counts) -> u64| r.samples[k].iter().map(f).sum::<u64>();
+        let (repo_lost, raw_lost) = (total(0, |c| c.lost), total(1, |c| c.lost));
+        let (repo_ok, raw_ok) = (total(0, |c| c.successes), total(1, |c| c.successes));
         report.add(
-            Figure::new(
+            Figure::from_rounds(
                 "updates",
                 format!("Repo::update, {label}"),
-                rate(&repo),
+                &r.of(0, rate),
                 "updates/s",
             )
-            .against("raw sqlx versioned UPDATE, same loop", Some(rate(&raw))),
+            .against_rounds("raw sqlx versioned UPDATE, same loop", &r.of(1, rate))
+            .target(Target::RatioAtLeast(0.95)),
         );
         report.add(
-            Figure::new(
+            Figure::from_rounds(
+                "updates",
+                format!("client CPU per update, Repo::update, {label}"),
+                &r.of(0, cpu),
+                "us",
+            )
+            .against_rounds("raw sqlx", &r.of(1, cpu)),
+        );
+        report.add(
+            Figure::from_rounds(
                 "updates",
                 format!("retries per success, {label}"),
-                retries(&repo),
+                &r.of(0, retries),
                 "",
             )
-            .against("raw sqlx", Some(retries(&raw))),
+            .against_rounds("raw sqlx", &r.of(1, retries)),
         );
         report.add(
-            Figure::new("updates", format!("lost updates, {label}"), repo.lost as f64, "")
-                .against("raw sqlx", Some(raw.lost as f64))
+            Figure::new("updates", format!("lost updates, {label}"), repo_lost as f64, "")
+                .against("raw sqlx", Some(raw_lost as f64))
                 .target(Target::ValueAtMost(0.0))
                 .note(format!(
-                    "checked after the run: each row's counter and version moved by the successes counted \
-                     for it ({} repo, {} raw successes)",
-                    repo.successes, raw.successes
+                    "checked after every round: each row's counter and version moved by the successes counted \
+                     for it ({repo_ok} repo, {raw_ok} raw successes over {} rounds)",
+                    env.rounds()
                 )),
         );
     }
