@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(r.figures[0].ratio, Some(1.0));
         assert_eq!(r.figures[0].spread, None);
         let new = Results {
-            figures: vec![Figure::new("reads", "x", 3.0, "reads/s")],
+            figures: vec![Figure::new("reads", "x", 3.0, "reads/s").against("raw", Some(3.0))],
             ..Results::default()
         };
         let text = render(Path::new("old.json"), &r, "now", &new);
