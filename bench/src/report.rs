@@ -117,7 +117,7 @@ impl Figure {
     /// that [`Figure::against_rounds`] can pair them with the reference's.
     pub fn from_rounds(group: &str, name: impl Into<String>, samples: &[f64], unit: &str) -> Self {
         let mut f = Self::new(group, name, median(samples), unit);
-        f.spread = spread(samples);
+        f.spread = spread_of(samples);
         f.rounds = Some(samples.len());
         f.samples = samples.to_vec();
         f
@@ -150,7 +150,7 @@ impl Figure {
     #[must_use]
     pub fn against_rounds(mut self, reference: impl Into<String>, samples: &[f64]) -> Self {
         self = self.against(reference, Some(median(samples)));
-        self.reference_spread = spread(samples);
+        self.reference_spread = spread_of(samples);
         if self.samples.len() == samples.len() && !samples.is_empty() {
             let ratios: Vec<f64> = self
                 .samples
@@ -162,7 +162,7 @@ impl Figure {
                 .collect();
             if !ratios.is_empty() {
                 self.ratio = Some(median(&ratios));
-                self.ratio_spread = spread(&ratios);
+                self.ratio_spread = spread_of(&ratios);
             }
         }
         self
@@ -173,7 +173,7 @@ impl Figure {
     #[must_use]
     pub fn against_unpaired(mut self, reference: impl Into<String>, samples: &[f64]) -> Self {
         self = self.against(reference, Some(median(samples)));
-        self.reference_spread = spread(samples);
+        self.reference_spread = spread_of(samples);
         if let (Some([lo, hi]), Some([rlo, rhi])) = (self.spread, self.reference_spread)
             && rlo > 0.0
         {
@@ -197,6 +197,14 @@ impl Figure {
         self.note = Some(note.into());
         self
     }
+}
+
+/// The min–max spread of two or more samples (one sample has none).
+fn spread_of(samples: &[f64]) -> Option<[f64; 2]> {
+    if samples.len() < 2 {
+        return None;
+    }
+    spread(samples)
 }
 
 /// The machine the run happened on.
@@ -472,4 +480,37 @@ fn row(f: &Figure) -> Vec<String> {
             (None, _) => "-".into(),
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_give_medians_spreads_and_paired_ratios() {
+        let f = Figure::from_rounds("g", "n", &[100.0, 90.0, 110.0], "ops/s")
+            .against_rounds("ref", &[100.0, 100.0, 100.0])
+            .target(Target::RatioAtLeast(1.0));
+        assert_eq!(f.value, Some(100.0));
+        assert_eq!(f.spread, Some([90.0, 110.0]));
+        assert_eq!(f.ratio, Some(1.0));
+        assert_eq!(f.ratio_spread, Some([0.9, 1.1]));
+        assert_eq!(f.met, Some(true));
+        assert!(f.target_in_spread, "rounds at 0.9x and 1.1x straddle 1.0x");
+        assert!(row(&f).join("|").contains("yes, within spread"));
+
+        // Paired by round: a machine twice as fast in round 2 moves both sides; every round is 1.1x.
+        let g = Figure::from_rounds("g", "n", &[110.0, 220.0], "ops/s")
+            .against_rounds("ref", &[100.0, 200.0])
+            .target(Target::RatioAtLeast(1.0));
+        let [lo, hi] = g.ratio_spread.expect("a ratio spread");
+        assert!((lo - 1.1).abs() < 1e-9 && (hi - 1.1).abs() < 1e-9);
+        assert!(!g.target_in_spread);
+
+        // One sample has no spread; unpaired references give the widest ratio their spreads allow.
+        let h = Figure::from_rounds("g", "n", &[10.0], "ms").against_unpaired("ref", &[4.0, 5.0]);
+        assert_eq!(h.spread, None);
+        assert_eq!(h.ratio, Some(10.0 / 4.5));
+        assert_eq!(h.ratio_spread, None);
+    }
 }

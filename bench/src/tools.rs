@@ -136,16 +136,8 @@ pub async fn pgbench(pgbench: &Path, args: &[String], url: &str) -> anyhow::Resu
         .with_context(|| format!("no tps line in pgbench output: {}", tail(&out.stdout, 400)))
 }
 
-/// Median of a non-empty sample (mean of the middle two for even sizes).
-pub fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
+/// Median of a sample (see [`crate::rounds::median`]); kept here for parts written against the first layout.
+#[allow(dead_code)]
+pub fn median(xs: Vec<f64>) -> f64 {
+    crate::rounds::median(&xs)
 }
