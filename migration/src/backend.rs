@@ -81,6 +81,10 @@ pub(crate) trait Backend: Send {
     /// The SQL dialect (for the history rows of Rust migrations, written through SeaORM).
     fn dialect(&self) -> Dialect;
 
+    /// The history table's name, schema-qualified once the lock is held (a migration may change
+    /// `search_path`).
+    fn table(&self) -> &str;
+
     /// Drops every table, view, sequence, type and function of the current schema, history included.
     async fn drop_everything(&mut self) -> Result<(), MigrateError>;
 }
@@ -94,7 +98,7 @@ fn elapsed_ms(started: Instant) -> i64 {
 /// back); a run that stops part-way stays visible as failed.
 async fn run_without_transaction<DB>(
     conn: &mut DB::Connection,
-    dialect: Dialect,
+    (dialect, t): (Dialect, &str),
     step: SqlStep<'_>,
 ) -> Result<bool, MigrateError>
 where
@@ -111,7 +115,7 @@ where
     let started = Instant::now();
     if let Finish::Insert(r) = finish {
         let pending = Record { success: false, ..*r };
-        exec(crate::ledger::insert(dialect, &pending, "0"))
+        exec(crate::ledger::insert(dialect, t, &pending, "0"))
             .execute(&mut *conn)
             .await
             .map_err(|e| MigrateError::db("recording a no-transaction migration", e))?;
@@ -128,8 +132,8 @@ where
         }
     }
     let done = match finish {
-        Finish::Insert(_) => crate::ledger::mark_success(version, elapsed_ms(started)),
-        Finish::Delete => crate::ledger::delete(version),
+        Finish::Insert(_) => crate::ledger::mark_success(t, version, elapsed_ms(started)),
+        Finish::Delete => crate::ledger::delete(t, version),
     };
     exec(done)
         .execute(&mut *conn)
@@ -139,11 +143,11 @@ where
 }
 
 /// Runs one Rust migration in a SeaORM transaction (unless it opts out) and records it. The caller has
-/// [released](Backend::release) the backend's held connection and passes its [`Backend::dialect`] and
-/// [`Backend::rechecks_history`]. `false` when another runner had already done it.
+/// [released](Backend::release) the backend's held connection and passes its [`Backend::dialect`],
+/// [`Backend::rechecks_history`] and [`Backend::table`]. `false` when another runner had already done it.
 pub(crate) async fn run_rust(
     db: &DatabaseConnection,
-    (dialect, rechecks_history): (Dialect, bool),
+    (dialect, rechecks_history, t): (Dialect, bool, &str),
     m: &Migration,
     r: &RustMigration,
     direction: Direction,
@@ -152,8 +156,8 @@ pub(crate) async fn run_rust(
     let fail = |e| diagnosis::rust_failed(m.version, m.label(), e);
     let started = Instant::now();
     let record_sql = |ms: i64| match direction {
-        Direction::Down => crate::ledger::delete(m.version),
-        Direction::Up => crate::ledger::insert(dialect, record, &ms.to_string()),
+        Direction::Down => crate::ledger::delete(t, m.version),
+        Direction::Up => crate::ledger::insert(dialect, t, record, &ms.to_string()),
     };
     if r.migration.use_transaction() == Some(false) {
         let manager = SchemaManager::new(db);
@@ -174,7 +178,7 @@ pub(crate) async fn run_rust(
         let present = txn
             .query_one_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),
-                crate::ledger::is_recorded(m.version),
+                crate::ledger::is_recorded(t, m.version),
             ))
             .await
             .map_err(|e| MigrateError::db("re-reading the migration history", e))?

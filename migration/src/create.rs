@@ -15,6 +15,7 @@ use crate::source;
 /// [`MigrateError::InvalidDescription`] for a description without letters or digits; [`MigrateError::Write`] when a file
 /// cannot be written (an existing file is never overwritten).
 pub fn create(dir: &Path, description: &str) -> Result<(PathBuf, PathBuf), MigrateError> {
+    check_description(description)?;
     let slug = slug(description);
     if slug.is_empty() {
         return Err(MigrateError::InvalidDescription {
@@ -81,12 +82,27 @@ pub(crate) fn title(description: &str) -> String {
         .join(" ")
 }
 
-/// `Add user prefs!` -> `add_user_prefs`, for the file name.
+/// Refuses a description with a control character (newline, tab, escape …).
+///
+/// # Errors
+/// [`MigrateError::DescriptionControlCharacter`].
+pub(crate) fn check_description(description: &str) -> Result<(), MigrateError> {
+    match description.trim().chars().find(|c| c.is_control()) {
+        Some(c) => Err(MigrateError::DescriptionControlCharacter {
+            description: description.to_owned(),
+            found: c.escape_default().to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `Add user prefs!` -> `add_user_prefs`, for the file name. Letters and digits of any script are kept
+/// (lower-cased): `Données clients` -> `données_clients`.
 pub(crate) fn slug(description: &str) -> String {
     let mut out = String::new();
     for c in description.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
         } else if !out.ends_with('_') && !out.is_empty() {
             out.push('_');
         }
@@ -119,5 +135,19 @@ mod tests {
             "add_user_preferences_table"
         );
         assert_eq!(slug("!!"), "");
+    }
+
+    #[test]
+    fn slugs_keep_letters_of_any_script_and_the_names_parse() {
+        assert_eq!(slug("Données клиентов 2"), "données_клиентов_2");
+        let parsed = source::parse_file_name("004_données_клиентов_2.sql").expect("a valid name");
+        assert_eq!(parsed.description, "données_клиентов_2");
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let err = check_description("add foo\nDROP TABLE users;").expect_err("refused");
+        assert!(err.to_string().contains("control character (\\n)"), "{err}");
+        assert!(check_description("ajouter données").is_ok());
     }
 }

@@ -52,7 +52,8 @@ pub enum MigrateError {
     /// A `.sql` file whose name does not follow `NNN_description.sql` / `NNN_rollback.sql`.
     #[error(
         "migration file `{}` has a malformed name: expected NNN_description.sql or NNN_rollback.sql \
-         (a version of three or more digits starting at 001, an underscore, then letters, digits, `_` or `-`)",
+         (a version of three or more digits starting at 001, an underscore, then letters, digits, `_` or `-`, \
+         and `.sql` in lower case)",
         file.display()
     )]
     MalformedName {
@@ -264,6 +265,18 @@ pub enum MigrateError {
     InvalidDescription {
         /// The description given.
         description: String,
+    },
+
+    /// A description for a new migration with a control character (a newline would end the header's comment
+    /// and leave the rest as live SQL in both files).
+    #[error(
+        "description {description:?} contains a control character ({found}): expected one line of text, like \"add user preferences table\""
+    )]
+    DescriptionControlCharacter {
+        /// The description given.
+        description: String,
+        /// The character, escaped (`\n`, `\u{7}`).
+        found: String,
     },
 
     /// A directory with per-backend variants loaded without saying which backend.

@@ -38,7 +38,8 @@ pub struct AppliedRow {
     pub success: bool,
 }
 
-const PG_CREATE: &str = "CREATE TABLE IF NOT EXISTS collex_migrations (
+// `{t}` is the table's qualified name (see [`qualified`]).
+const PG_CREATE: &str = "CREATE TABLE IF NOT EXISTS {t} (
     version bigint PRIMARY KEY,
     name text NOT NULL,
     kind text NOT NULL,
@@ -49,7 +50,7 @@ const PG_CREATE: &str = "CREATE TABLE IF NOT EXISTS collex_migrations (
     success boolean NOT NULL
 )";
 
-const SQLITE_CREATE: &str = "CREATE TABLE IF NOT EXISTS collex_migrations (
+const SQLITE_CREATE: &str = "CREATE TABLE IF NOT EXISTS {t} (
     version INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -63,32 +64,44 @@ const SQLITE_CREATE: &str = "CREATE TABLE IF NOT EXISTS collex_migrations (
 // Simple-protocol text results: every column is cast to a type whose text form sqlx decodes.
 const PG_SELECT: &str = "SELECT version, name, kind, checksum, \
     to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS applied_at, \
-    execution_ms, applied_by, success FROM collex_migrations ORDER BY version";
+    execution_ms, applied_by, success FROM {t} ORDER BY version";
 
 const SQLITE_SELECT: &str = "SELECT version, name, kind, checksum, applied_at, execution_ms, applied_by, success \
-    FROM collex_migrations ORDER BY version";
+    FROM {t} ORDER BY version";
 
 /// SQLite: whether the table exists (PostgreSQL reads and treats SQLSTATE 42P01 as "no history").
 pub(crate) const SQLITE_EXISTS: &str =
-    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'collex_migrations'";
+    "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'collex_migrations'";
 
 /// PostgreSQL's SQLSTATE for a missing table: the history table does not exist yet.
 pub(crate) const PG_UNDEFINED_TABLE: &str = "42P01";
 
-/// `CREATE TABLE IF NOT EXISTS` of the history in `dialect`.
-pub(crate) fn create_sql(dialect: Dialect) -> &'static str {
+/// The history table's name qualified with `schema` (already quoted as an identifier where needed), so a
+/// migration that changes `search_path` cannot send the runner's own statements to another table. SQLite's
+/// is always in `main`.
+pub(crate) fn qualified(schema: &str) -> String {
+    format!("{schema}.{TABLE}")
+}
+
+/// The history table of SQLite, qualified.
+pub(crate) const SQLITE_TABLE: &str = "main.collex_migrations";
+
+/// `CREATE TABLE IF NOT EXISTS` of the history `t` in `dialect`.
+pub(crate) fn create_sql(dialect: Dialect, t: &str) -> String {
     match dialect {
         Dialect::Postgres => PG_CREATE,
         Dialect::Sqlite => SQLITE_CREATE,
     }
+    .replace("{t}", t)
 }
 
-/// The history in version order, in `dialect`; rows decode with [`decode`].
-pub(crate) fn select_sql(dialect: Dialect) -> &'static str {
+/// The history `t` in version order, in `dialect`; rows decode with [`decode`].
+pub(crate) fn select_sql(dialect: Dialect, t: &str) -> String {
     match dialect {
         Dialect::Postgres => PG_SELECT,
         Dialect::Sqlite => SQLITE_SELECT,
     }
+    .replace("{t}", t)
 }
 
 /// The rows of [`select_sql`].
@@ -151,7 +164,7 @@ pub(crate) struct Record<'a> {
 /// The `INSERT` of a row in `dialect`. `execution_ms` is an SQL expression, so on PostgreSQL the duration can
 /// be measured by the server inside the same round trip ([`PG_ELAPSED_MS`]). PostgreSQL records the database
 /// user, SQLite (which has none) the OS user.
-pub(crate) fn insert(dialect: Dialect, r: &Record<'_>, execution_ms: &str) -> String {
+pub(crate) fn insert(dialect: Dialect, t: &str, r: &Record<'_>, execution_ms: &str) -> String {
     let applied_by = match dialect {
         Dialect::Postgres => format!("current_user || '@' || {}", quote(host_name())),
         Dialect::Sqlite => {
@@ -166,7 +179,7 @@ pub(crate) fn insert(dialect: Dialect, r: &Record<'_>, execution_ms: &str) -> St
         Dialect::Sqlite => i32::from(r.success).to_string(),
     };
     format!(
-        "INSERT INTO collex_migrations (version, name, kind, checksum, execution_ms, applied_by, success) \
+        "INSERT INTO {t} (version, name, kind, checksum, execution_ms, applied_by, success) \
          VALUES ({}, {}, {}, {}, {execution_ms}, {applied_by}, {success})",
         r.version,
         quote(r.name),
@@ -176,29 +189,28 @@ pub(crate) fn insert(dialect: Dialect, r: &Record<'_>, execution_ms: &str) -> St
 }
 
 /// The server-side duration of the current transaction so far, in milliseconds.
-pub(crate) const PG_ELAPSED_MS: &str = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint";
+pub(crate) const PG_ELAPSED_MS: &str =
+    "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::bigint";
 
 /// Whether `version` is recorded: a migration's transaction re-checks it where no lock serialises runners.
-pub(crate) fn is_recorded(version: u64) -> String {
-    format!("SELECT 1 FROM collex_migrations WHERE version = {version}")
+pub(crate) fn is_recorded(t: &str, version: u64) -> String {
+    format!("SELECT 1 FROM {t} WHERE version = {version}")
 }
 
 /// Removes the row of `version`.
-pub(crate) fn delete(version: u64) -> String {
-    format!("DELETE FROM collex_migrations WHERE version = {version}")
+pub(crate) fn delete(t: &str, version: u64) -> String {
+    format!("DELETE FROM {t} WHERE version = {version}")
 }
 
 /// Marks a no-transaction migration as finished.
-pub(crate) fn mark_success(version: u64, execution_ms: i64) -> String {
-    format!(
-        "UPDATE collex_migrations SET success = true, execution_ms = {execution_ms} WHERE version = {version}"
-    )
+pub(crate) fn mark_success(t: &str, version: u64, execution_ms: i64) -> String {
+    format!("UPDATE {t} SET success = true, execution_ms = {execution_ms} WHERE version = {version}")
 }
 
 /// Replaces the recorded checksum of `version`.
-pub(crate) fn set_checksum(version: u64, checksum: &str) -> String {
+pub(crate) fn set_checksum(t: &str, version: u64, checksum: &str) -> String {
     format!(
-        "UPDATE collex_migrations SET checksum = {} WHERE version = {version}",
+        "UPDATE {t} SET checksum = {} WHERE version = {version}",
         quote(checksum)
     )
 }
@@ -219,11 +231,17 @@ mod tests {
 
     #[test]
     fn an_insert_quotes_text_and_writes_booleans_as_each_dialect_reads_them() {
-        let pg = insert(Dialect::Postgres, &record(), PG_ELAPSED_MS);
+        let pg = insert(
+            Dialect::Postgres,
+            "public.collex_migrations",
+            &record(),
+            PG_ELAPSED_MS,
+        );
+        assert!(pg.starts_with("INSERT INTO public.collex_migrations ("), "{pg}");
         assert!(pg.contains("VALUES (7, 'it''s', 'sql', 'ab', (extract"), "{pg}");
         assert!(pg.contains(", current_user || '@' || '"), "{pg}");
         assert!(pg.ends_with(", false)"), "{pg}");
-        let lite = insert(Dialect::Sqlite, &record(), "3");
+        let lite = insert(Dialect::Sqlite, SQLITE_TABLE, &record(), "3");
         assert!(lite.contains("VALUES (7, 'it''s', 'sql', 'ab', 3, '"), "{lite}");
         assert!(lite.ends_with(", 0)"), "{lite}");
     }

@@ -49,7 +49,7 @@ impl PgLock {
             .await
             .map_err(|e| MigrateError::db("opening the lock connection", e))?;
         let got: bool = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_try_advisory_lock({ADVISORY_KEY})"
+            "SELECT pg_catalog.pg_try_advisory_lock({ADVISORY_KEY})"
         )))
         .fetch_one(&mut conn)
         .await
@@ -65,8 +65,9 @@ impl PgLock {
         });
         let started = Instant::now();
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        let sql =
-            format!("SET lock_timeout = {ms}; SELECT pg_advisory_lock({ADVISORY_KEY}); SET lock_timeout = 0");
+        let sql = format!(
+            "SET lock_timeout = {ms}; SELECT pg_catalog.pg_advisory_lock({ADVISORY_KEY}); SET lock_timeout = 0"
+        );
         match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await {
             Ok(_) => Ok((Self { conn }, Some(started.elapsed()))),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
@@ -82,7 +83,7 @@ impl PgLock {
     /// Releases the lock and closes its connection.
     pub async fn release(mut self) {
         let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_advisory_unlock({ADVISORY_KEY})"
+            "SELECT pg_catalog.pg_advisory_unlock({ADVISORY_KEY})"
         )))
         .execute(&mut self.conn)
         .await;

@@ -129,7 +129,7 @@ pub fn status(set: &MigrationSet, history: &[AppliedRow]) -> StatusReport {
         if let Some(r) = row {
             match m {
                 None => problems.push(HistoryProblem::Missing),
-                Some(m) if m.checksum() != r.checksum => problems.push(HistoryProblem::Modified),
+                Some(m) if !m.checksum_matches(&r.checksum) => problems.push(HistoryProblem::Modified),
                 Some(_) => {}
             }
             if !r.success {
@@ -197,7 +197,7 @@ pub fn pending<'s>(
                 version: r.version,
                 name: r.name.clone(),
             }),
-            Some(m) if m.checksum() != r.checksum => errors.push(MigrateError::ChecksumMismatch {
+            Some(m) if !m.checksum_matches(&r.checksum) => errors.push(MigrateError::ChecksumMismatch {
                 version: r.version,
                 file: m.label(),
             }),

@@ -303,7 +303,7 @@ impl Migrator {
                 what: "has no migration file: there is no new checksum to accept",
             })?;
             b.exec(
-                ledger::set_checksum(version, &m.checksum()),
+                ledger::set_checksum(b.table(), version, &m.checksum()),
                 "accepting the checksum",
             )
             .await
@@ -368,8 +368,11 @@ impl Migrator {
             let started = Instant::now();
             if failed.contains(&m.version) {
                 // --retry-failed: the row of the earlier attempt goes; the migration runs again from scratch.
-                b.exec(ledger::delete(m.version), "clearing a failed history row")
-                    .await?;
+                b.exec(
+                    ledger::delete(b.table(), m.version),
+                    "clearing a failed history row",
+                )
+                .await?;
             }
             if self.step(db, b, m, Direction::Up).await? {
                 self.done(report, Direction::Up, m, started);
@@ -435,7 +438,7 @@ impl Migrator {
             (Body::Sql { rollback: None, .. }, Direction::Down) => return Ok(false),
             (Body::Rust(r), _) => {
                 b.release();
-                let how = (b.dialect(), b.rechecks_history());
+                let how = (b.dialect(), b.rechecks_history(), b.table());
                 return backend::run_rust(db, how, m, r, direction, &record).await;
             }
         };

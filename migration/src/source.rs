@@ -48,9 +48,11 @@ pub struct SqlFile {
     pub path: PathBuf,
     /// The file name (`003_add_tags.sql`).
     pub file_name: String,
-    /// The text, exactly as on disk.
+    /// The text as on disk, without a UTF-8 byte-order mark (which PostgreSQL would read as part of the
+    /// first word).
     pub sql: String,
-    /// Lower-case hex SHA-256 of the bytes on disk.
+    /// Lower-case hex SHA-256 of the text without a byte-order mark and with CRLF line endings read as LF, so
+    /// a Windows checkout (`core.autocrlf`) or an editor's BOM does not count as an edit.
     pub checksum: String,
     /// Whether the first line opts out of the transaction.
     pub no_transaction: bool,
@@ -79,10 +81,13 @@ impl SqlFile {
     /// # Errors
     /// As [`SqlFile::read`], but for [`MigrateError::Unreadable`].
     pub fn from_bytes(path: &Path, version: u64, bytes: Vec<u8>) -> Result<Self, MigrateError> {
-        let checksum = hex::encode(Sha256::digest(&bytes));
+        let bom = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+        let checksum = normalized_checksum(&bytes[bom..]);
+        let mut bytes = bytes;
+        bytes.drain(..bom);
         let sql = String::from_utf8(bytes).map_err(|e| MigrateError::NotUtf8 {
             file: path.to_owned(),
-            offset: e.utf8_error().valid_up_to(),
+            offset: bom + e.utf8_error().valid_up_to(),
         })?;
         let file_name = path
             .file_name()
@@ -99,7 +104,6 @@ impl SqlFile {
             });
         }
         let no_transaction = sql
-            .trim_start_matches('\u{feff}')
             .lines()
             .next()
             .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION));
@@ -111,14 +115,11 @@ impl SqlFile {
         }
         if !no_transaction {
             for s in &stmts {
-                let kw = s.first_keyword(&sql);
-                let is_control = matches!(kw.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "ABORT")
-                    || (kw == "START" && s.text(&sql).to_ascii_uppercase().contains("TRANSACTION"));
-                if is_control {
+                if let Some(keyword) = statements::transaction_control(&sql, s) {
                     return Err(MigrateError::TransactionControl {
                         file: path.to_owned(),
                         line: statements::line_col(&sql, s.start).0,
-                        keyword: kw,
+                        keyword,
                     });
                 }
             }
@@ -135,9 +136,46 @@ impl SqlFile {
     }
 }
 
+/// A UTF-8 byte-order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// SHA-256 of `bytes` with every CRLF read as LF.
+fn normalized_checksum(bytes: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\r\n") {
+        hasher.update(&rest[..at]);
+        rest = &rest[at + 1..];
+    }
+    hasher.update(rest);
+    hex::encode(hasher.finalize())
+}
+
+impl SqlFile {
+    /// Whether `recorded` is this file's checksum: the current one, or one that runners before checksums
+    /// were normalised recorded over the raw bytes of this text with or without a byte-order mark, with LF or
+    /// CRLF line endings (a file applied from a Windows checkout, then converted). Computed only on a
+    /// mismatch, so the common case costs nothing.
+    pub fn checksum_matches(&self, recorded: &str) -> bool {
+        if self.checksum == recorded {
+            return true;
+        }
+        let lf = self.sql.replace("\r\n", "\n");
+        let crlf = lf.replace('\n', "\r\n");
+        [self.sql.as_str(), &lf, &crlf].iter().any(|text| {
+            [&b""[..], BOM].iter().any(|bom| {
+                let mut h = Sha256::new();
+                h.update(bom);
+                h.update(text.as_bytes());
+                hex::encode(h.finalize()) == recorded
+            })
+        })
+    }
+}
+
 fn parse_header(sql: &str) -> Header {
     let mut h = Header::default();
-    for line in sql.trim_start_matches('\u{feff}').lines() {
+    for line in sql.lines() {
         let t = line.trim();
         if t.is_empty() {
             continue;
@@ -188,8 +226,8 @@ pub fn parse_file_name(name: &str) -> Option<FileName> {
     }
     if description.is_empty()
         || !description
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
     {
         return None;
     }
@@ -254,6 +292,7 @@ fn scan_dir(
         source,
     })?;
     let mut names = Vec::new();
+    let mut errors = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| MigrateError::Directory {
             path: dir.to_owned(),
@@ -261,6 +300,12 @@ fn scan_dir(
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.ends_with(".sql") {
+            // `009_x.SQL` looks like a migration to its author: refused, never silently skipped.
+            if name.to_ascii_lowercase().ends_with(".sql") && !name.starts_with('.') {
+                errors.push(MigrateError::MalformedName {
+                    file: dir.join(&name),
+                });
+            }
             continue;
         }
         if name.starts_with('.') {
@@ -279,7 +324,6 @@ fn scan_dir(
     names.sort();
 
     type Slot = BTreeMap<(u64, Option<Dialect>), (String, Option<SqlFile>)>;
-    let mut errors = Vec::new();
     let mut forwards: Slot = BTreeMap::new();
     let mut rollbacks: Slot = BTreeMap::new();
     for name in names {
@@ -474,6 +518,15 @@ impl Migration {
         match &self.body {
             Body::Sql { forward, .. } => forward.checksum.clone(),
             Body::Rust(_) => hex::encode(Sha256::digest(format!("rust:{}", self.name).as_bytes())),
+        }
+    }
+
+    /// Whether a checksum recorded in the history is this migration's: the current one, or for a SQL file the
+    /// one recorded before checksums ignored a byte-order mark and CRLF line endings.
+    pub fn checksum_matches(&self, recorded: &str) -> bool {
+        match &self.body {
+            Body::Sql { forward, .. } => forward.checksum_matches(recorded),
+            Body::Rust(_) => self.checksum() == recorded,
         }
     }
 

@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod edits;
 mod failures;
+mod inputs;
 mod roundtrip;
 mod sqlite;
 mod support;

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Postgres, pool::PoolConnection};
+use sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Postgres, Row, pool::PoolConnection};
 
 use super::{Backend, Finish, SqlStep, run_without_transaction};
 use crate::diagnosis::{self, DbFailure};
@@ -61,6 +61,9 @@ pub(super) struct Pg {
     /// The connection that applies migrations, held across consecutive steps.
     conn: Option<PoolConnection<Postgres>>,
     lock: Option<PgLock>,
+    /// The history table: unqualified until the lock is taken (reads run no migration, so `search_path` is
+    /// the session's own), then qualified with the schema current at that moment.
+    table: String,
 }
 
 impl Pg {
@@ -69,6 +72,7 @@ impl Pg {
             pool,
             conn: None,
             lock: None,
+            table: ledger::TABLE.to_owned(),
         }
     }
 
@@ -95,6 +99,16 @@ impl Backend for Pg {
     ) -> Result<Option<Duration>, MigrateError> {
         let (lock, waited) = PgLock::acquire(&self.pool, timeout, on_wait).await?;
         self.lock = Some(lock);
+        // Resolved before any migration runs: one may `SET search_path` on this session.
+        let conn = self.conn().await?;
+        let schema: Option<String> =
+            sqlx::raw_sql("SELECT pg_catalog.quote_ident(pg_catalog.current_schema())")
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| MigrateError::db("reading the current schema", e))?;
+        // No schema on the search path: creating the history would fail there anyway; `public` says where.
+        self.table = ledger::qualified(schema.as_deref().unwrap_or("public"));
         Ok(waited)
     }
 
@@ -105,15 +119,16 @@ impl Backend for Pg {
     }
 
     async fn history(&mut self, create: bool) -> Result<Vec<AppliedRow>, MigrateError> {
+        let t = self.table.clone();
         let conn = self.conn().await?;
-        let rows = match sqlx::raw_sql(ledger::select_sql(Dialect::Postgres))
+        let rows = match sqlx::raw_sql(AssertSqlSafe(ledger::select_sql(Dialect::Postgres, &t)))
             .fetch_all(&mut *conn)
             .await
         {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(ledger::PG_UNDEFINED_TABLE) => {
                 if create {
-                    sqlx::raw_sql(ledger::create_sql(Dialect::Postgres))
+                    sqlx::raw_sql(AssertSqlSafe(ledger::create_sql(Dialect::Postgres, &t)))
                         .execute(&mut *conn)
                         .await
                         .map_err(|e| MigrateError::db("creating the history table", e))?;
@@ -134,8 +149,8 @@ impl Backend for Pg {
         } = step;
         if !file.no_transaction {
             let record_sql = match finish {
-                Finish::Insert(r) => ledger::insert(Dialect::Postgres, r, ledger::PG_ELAPSED_MS),
-                Finish::Delete => ledger::delete(version),
+                Finish::Insert(r) => ledger::insert(Dialect::Postgres, &self.table, r, ledger::PG_ELAPSED_MS),
+                Finish::Delete => ledger::delete(&self.table, version),
             };
             // The newline ends a trailing `--` comment; the extra `;` is harmless.
             let sql = format!("{}\n;\n{record_sql}", file.sql);
@@ -145,8 +160,9 @@ impl Backend for Pg {
                 Err(e) => Err(diagnosis::diagnose_pg(conn, version, file, DbFailure::from_sqlx(e)).await),
             };
         }
+        let t = self.table.clone();
         let conn = self.conn().await?;
-        run_without_transaction::<Postgres>(conn, Dialect::Postgres, step).await
+        run_without_transaction::<Postgres>(conn, (Dialect::Postgres, &t), step).await
     }
 
     async fn exec(&mut self, sql: String, context: &'static str) -> Result<(), MigrateError> {
@@ -168,6 +184,10 @@ impl Backend for Pg {
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn table(&self) -> &str {
+        &self.table
     }
 
     async fn drop_everything(&mut self) -> Result<(), MigrateError> {

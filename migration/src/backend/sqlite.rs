@@ -65,14 +65,14 @@ impl Backend for Lite {
             .is_some();
         if !exists {
             if create {
-                sqlx::raw_sql(ledger::create_sql(Dialect::Sqlite))
+                exec(ledger::create_sql(Dialect::Sqlite, ledger::SQLITE_TABLE))
                     .execute(&self.pool)
                     .await
                     .map_err(|e| MigrateError::db("creating the history table", e))?;
             }
             return Ok(Vec::new());
         }
-        let rows = sqlx::raw_sql(ledger::select_sql(Dialect::Sqlite))
+        let rows = exec(ledger::select_sql(Dialect::Sqlite, ledger::SQLITE_TABLE))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| MigrateError::db("reading the migration history", e))?;
@@ -93,7 +93,8 @@ impl Backend for Lite {
             .map_err(|e| MigrateError::db("acquiring a connection", e))?;
         let started = Instant::now();
         if file.no_transaction {
-            return run_without_transaction::<sqlx::Sqlite>(&mut conn, Dialect::Sqlite, step).await;
+            let how = (Dialect::Sqlite, ledger::SQLITE_TABLE);
+            return run_without_transaction::<sqlx::Sqlite>(&mut conn, how, step).await;
         }
 
         exec("BEGIN IMMEDIATE".to_owned())
@@ -101,7 +102,7 @@ impl Backend for Lite {
             .await
             .map_err(|e| MigrateError::db("starting a transaction", e))?;
         let result: Result<Outcome, MigrateError> = async {
-            let present = exec(ledger::is_recorded(version))
+            let present = exec(ledger::is_recorded(ledger::SQLITE_TABLE, version))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| MigrateError::db("re-reading the migration history", e))?
@@ -114,8 +115,13 @@ impl Backend for Lite {
                 return Ok(Outcome::FileFailed(DbFailure::from_sqlx(e)));
             }
             let record_sql = match finish {
-                Finish::Insert(r) => ledger::insert(Dialect::Sqlite, r, &elapsed_ms(started).to_string()),
-                Finish::Delete => ledger::delete(version),
+                Finish::Insert(r) => ledger::insert(
+                    Dialect::Sqlite,
+                    ledger::SQLITE_TABLE,
+                    r,
+                    &elapsed_ms(started).to_string(),
+                ),
+                Finish::Delete => ledger::delete(ledger::SQLITE_TABLE, version),
             };
             exec(record_sql)
                 .execute(&mut *conn)
@@ -166,6 +172,10 @@ impl Backend for Lite {
 
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    fn table(&self) -> &str {
+        ledger::SQLITE_TABLE
     }
 
     async fn drop_everything(&mut self) -> Result<(), MigrateError> {

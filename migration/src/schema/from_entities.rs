@@ -203,6 +203,7 @@ pub async fn create_from_entities(
     entities: &[EntityMeta],
     pg: Option<&DatabaseConnection>,
 ) -> Result<Option<Generated>, SchemaError> {
+    crate::create::check_description(description)?;
     let slug = slug(description);
     if slug.is_empty() {
         return Err(MigrateError::InvalidDescription {
