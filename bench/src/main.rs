@@ -130,8 +130,9 @@ pub struct RunArgs {
     /// Number of generated migrations [default: 500, quick: 20].
     #[arg(long, env = "BENCH_MIGRATIONS")]
     migrations: Option<u32>,
-    /// An earlier results.json: after the run, print each figure's difference with it.
-    #[arg(long)]
+    /// An earlier results.json: after the run, print each figure's difference with it (checked before the
+    /// run starts).
+    #[arg(long, env = "BENCH_COMPARE")]
     compare: Option<PathBuf>,
 }
 
