@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{ConfigError, ConfigWarning};
 use crate::read::{Reader, WithWarnings, parse_bool};
-use crate::url::{parse_database_url, query_has};
+use crate::url::{parse_database_url, parse_url_of, query_has};
 use crate::vars;
 
 /// The embedded default database file, used when nothing says otherwise.
@@ -223,6 +223,61 @@ impl Default for PoolConfig {
     }
 }
 
+/// Read replicas and how reads use them (`DB_REPLICA_*`).
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// `DB_REPLICA_URLS`: the replicas, in the order given; empty when there are none.
+    pub targets: Vec<PgTarget>,
+    /// `DB_REPLICA_MAX_WAIT` (default 100ms): how long a read carrying a write token waits for a replica to
+    /// replay the write before it goes to the primary.
+    pub max_wait: Duration,
+    /// `DB_REPLICA_MAX_LAG` (default 10s): a replica further behind gets no reads.
+    pub max_lag: Duration,
+    /// `DB_REPLICA_STICKY` (default 2s): after a write, how long reads of the same read session stay on the
+    /// primary; zero turns it off.
+    pub sticky: Duration,
+}
+
+impl Default for ReplicaConfig {
+    /// No replica; the registry's defaults (a unit test holds the two together).
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            max_wait: Duration::from_millis(100),
+            max_lag: Duration::from_secs(10),
+            sticky: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `DB_POOLER_MODE`: what sits between the service and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PoolerMode {
+    /// Direct connections.
+    #[default]
+    None,
+    /// PgBouncer with `pool_mode = session`: a server connection per client connection, so prepared
+    /// statements and session settings stay with their client.
+    Session,
+}
+
+impl PoolerMode {
+    /// The spelling of `DB_POOLER_MODE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Session => "session",
+        }
+    }
+}
+
+/// Why `DB_POOLER_MODE=transaction` is refused: what was measured through Debian's PgBouncer 1.18.
+pub const TRANSACTION_POOLING_REFUSED: &str = "transaction pooling is not supported: through PgBouncer 1.18 in \
+     transaction mode, sqlx and SeaORM got another statement's result with no error (841 of 1,600 queries with \
+     unnamed statements were silently wrong) and a session `SET` made by one client was seen by another; set \
+     `pool_mode = session` in PgBouncer and DB_POOLER_MODE=session, or connect directly";
+
 /// Which database the process talks to and how. `Debug` and `Display` never show a password.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
@@ -236,6 +291,12 @@ pub struct DbConfig {
     pub migrate_path: PathBuf,
     /// Whether the service migrates on start (`DB_AUTO_MIGRATE`, default true).
     pub auto_migrate: bool,
+    /// Read replicas (`DB_REPLICA_*`).
+    pub replicas: ReplicaConfig,
+    /// The pooler in front of the database (`DB_POOLER_MODE`).
+    pub pooler: PoolerMode,
+    /// A direct connection to the same database for migrations and their lock (`DB_MIGRATION_URL`).
+    pub migration_target: Option<DbTarget>,
     /// Variables that are set but have no effect; each binary prints them once.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -286,8 +347,22 @@ impl DbConfig {
             pool: PoolConfig::default(),
             migrate_path: "migrations".into(),
             auto_migrate: true,
+            replicas: ReplicaConfig::default(),
+            pooler: PoolerMode::None,
+            migration_target: None,
             warnings: Vec::new(),
         }
+    }
+
+    /// The configuration migrations and their lock use: the same, with `DB_MIGRATION_URL`'s target when it is
+    /// set (a direct connection where the app's URL points at a pooler) and no replicas.
+    pub fn for_migrations(&self) -> Self {
+        let mut cfg = self.clone();
+        if let Some(t) = &self.migration_target {
+            cfg.target = t.clone();
+        }
+        cfg.replicas.targets.clear();
+        cfg
     }
 
     /// The embedded default: SQLite in `./collex.db`.
@@ -407,7 +482,101 @@ pub(crate) fn read<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> DbConfig
     };
     cfg.migrate_path = migrate_path;
     cfg.auto_migrate = auto_migrate;
+    cfg.replicas = read_replicas(r, &cfg.target, ssl_mode, ssl_root_cert.as_ref());
+    cfg.pooler = read_pooler(r);
+    cfg.migration_target = r
+        .set(&vars::DB_MIGRATION_URL)
+        .and_then(|url| parse_url_of(r, &vars::DB_MIGRATION_URL, &url, ssl_mode, ssl_root_cert.clone()));
+    if let (Some(DbTarget::Sqlite(_)), DbTarget::Postgres(_))
+    | (Some(DbTarget::Postgres(_)), DbTarget::Sqlite(_)) = (&cfg.migration_target, &cfg.target)
+    {
+        r.fail(
+            &vars::DB_MIGRATION_URL,
+            "expected the same kind of database as the service's (a direct connection to it), got another engine"
+                .to_owned(),
+        );
+    }
     cfg
+}
+
+/// `DB_REPLICA_URLS` and the settings of replica reads. Replicas are PostgreSQL streaming replicas of a
+/// PostgreSQL primary; each URL's `sslmode`/`sslrootcert` default to `DB_SSL_MODE`/`DB_SSL_ROOT_CERT`.
+fn read_replicas<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    primary: &DbTarget,
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<&PathBuf>,
+) -> ReplicaConfig {
+    let defaults = ReplicaConfig::default();
+    let zero_or_duration = |v: &str| match v {
+        "0" => Some(Duration::ZERO),
+        _ => humantime::parse_duration(v).ok(),
+    };
+    let max_wait = r.parsed(
+        &vars::DB_REPLICA_MAX_WAIT,
+        "a duration like 100ms or 1s (0 never waits)",
+        defaults.max_wait,
+        zero_or_duration,
+    );
+    let max_lag = r
+        .duration(&vars::DB_REPLICA_MAX_LAG, false, Some(defaults.max_lag))
+        .unwrap_or(defaults.max_lag);
+    let sticky = r.parsed(
+        &vars::DB_REPLICA_STICKY,
+        "a duration like 2s or 500ms (0 turns the sticky window off)",
+        defaults.sticky,
+        zero_or_duration,
+    );
+    let mut targets = Vec::new();
+    if let Some(list) = r.set(&vars::DB_REPLICA_URLS) {
+        for raw in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            match parse_url_of(r, &vars::DB_REPLICA_URLS, raw, ssl_mode, ssl_root_cert.cloned()) {
+                Some(DbTarget::Postgres(t)) => targets.push(t),
+                Some(DbTarget::Sqlite(s)) => r.fail(
+                    &vars::DB_REPLICA_URLS,
+                    format!("expected postgres:// URLs of streaming replicas, got {:?}", s.url),
+                ),
+                None => {}
+            }
+        }
+        if !targets.is_empty() && !matches!(primary, DbTarget::Postgres(_)) {
+            r.fail(
+                &vars::DB_REPLICA_URLS,
+                format!(
+                    "replicas need a PostgreSQL primary, but the database is {primary}: set DATABASE_URL (or DB_HOST..) \
+                     to the primary"
+                ),
+            );
+        }
+    }
+    ReplicaConfig {
+        targets,
+        max_wait,
+        max_lag,
+        sticky,
+    }
+}
+
+/// `DB_POOLER_MODE`: `transaction` is a problem with the measured reason ([`TRANSACTION_POOLING_REFUSED`]).
+fn read_pooler<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> PoolerMode {
+    let Some(v) = r.value(&vars::DB_POOLER_MODE) else {
+        return PoolerMode::None;
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "none" => PoolerMode::None,
+        "session" => PoolerMode::Session,
+        "transaction" => {
+            r.fail(&vars::DB_POOLER_MODE, TRANSACTION_POOLING_REFUSED.to_owned());
+            PoolerMode::None
+        }
+        _ => {
+            r.fail(
+                &vars::DB_POOLER_MODE,
+                format!("expected one of none, session (transaction is refused), got {v:?}"),
+            );
+            PoolerMode::None
+        }
+    }
 }
 
 /// A warning naming the connection variables that are set but overridden by `DATABASE_URL`: the server
@@ -539,5 +708,119 @@ mod tests {
                 .warnings
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn replica_urls_are_a_list_whose_passwords_never_show() {
+        let cfg = load(&[
+            ("DATABASE_URL", "postgres://u:pw-primary@p/db"),
+            (
+                "DB_REPLICA_URLS",
+                "postgres://u:pw-r1@r1:5433/db, postgres://u:pw-r2@r2/db?sslmode=require,",
+            ),
+        ])
+        .expect("valid");
+        let hosts: Vec<_> = cfg
+            .replicas
+            .targets
+            .iter()
+            .map(|t| (t.host.as_str(), t.port))
+            .collect();
+        assert_eq!(hosts, [("r1", 5433), ("r2", 5432)]);
+        assert_eq!(cfg.replicas.targets[1].ssl_mode, SslMode::Require);
+        let shown = format!("{cfg:?} {cfg}");
+        assert!(!shown.contains("pw-r1") && !shown.contains("pw-r2"), "{shown}");
+
+        let err = load(&[
+            ("DATABASE_URL", "postgres://u@p/db"),
+            ("DB_REPLICA_URLS", "postgres://u@r1/db,mysql://u:pw-bad@r2/db"),
+        ])
+        .expect_err("a bad entry");
+        let text = err.to_string();
+        assert!(
+            text.contains("DB_REPLICA_URLS") && text.contains("u:***@r2"),
+            "{text}"
+        );
+        assert!(!text.contains("pw-bad"), "{text}");
+    }
+
+    #[test]
+    fn replicas_need_a_postgres_primary() {
+        let err = load(&[("DB_REPLICA_URLS", "postgres://u@r1/db")]).expect_err("sqlite primary");
+        assert!(
+            err.to_string().contains("replicas need a PostgreSQL primary"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn replica_timings_have_defaults_and_refuse_bad_values() {
+        let cfg = load(&[]).expect("defaults");
+        assert_eq!(cfg.replicas.max_wait, Duration::from_millis(100));
+        assert_eq!(cfg.replicas.max_lag, Duration::from_secs(10));
+        assert_eq!(cfg.replicas.sticky, Duration::from_secs(2));
+        let cfg = load(&[("DB_REPLICA_STICKY", "0"), ("DB_REPLICA_MAX_WAIT", "1s")]).expect("valid");
+        assert_eq!(cfg.replicas.sticky, Duration::ZERO);
+        assert_eq!(cfg.replicas.max_wait, Duration::from_secs(1));
+        let err = load(&[
+            ("DB_REPLICA_MAX_WAIT", "soon"),
+            ("DB_REPLICA_MAX_LAG", "0"),
+            ("DB_REPLICA_STICKY", "2"),
+        ])
+        .expect_err("three bad values");
+        let vars: Vec<_> = err.problems().iter().map(|p| p.var).collect();
+        assert_eq!(
+            vars,
+            ["DB_REPLICA_MAX_WAIT", "DB_REPLICA_MAX_LAG", "DB_REPLICA_STICKY"]
+        );
+    }
+
+    #[test]
+    fn transaction_pooling_is_refused_with_the_measured_reason() {
+        let err = load(&[("DB_POOLER_MODE", "transaction")]).expect_err("refused");
+        let [problem] = err.problems() else {
+            panic!("one problem: {err}")
+        };
+        assert_eq!(problem.var, "DB_POOLER_MODE");
+        assert!(
+            problem.message.contains("another statement's result"),
+            "{problem}"
+        );
+        assert!(problem.message.contains("pool_mode = session"), "{problem}");
+        assert_eq!(
+            load(&[("DB_POOLER_MODE", "session")]).expect("valid").pooler,
+            PoolerMode::Session
+        );
+        let err = load(&[("DB_POOLER_MODE", "statement")]).expect_err("unknown");
+        assert!(err.to_string().contains("expected one of none, session"), "{err}");
+    }
+
+    #[test]
+    fn migrations_use_the_migration_url_when_set() {
+        let cfg = load(&[
+            ("DATABASE_URL", "postgres://app:pw-a@bouncer:6432/collex"),
+            ("DB_MIGRATION_URL", "postgres://owner:pw-m@db:5432/collex"),
+            ("DB_POOLER_MODE", "session"),
+            ("DB_REPLICA_URLS", "postgres://app@r1/collex"),
+        ])
+        .expect("valid");
+        let m = cfg.for_migrations();
+        assert_eq!(
+            m.target.to_string(),
+            "postgres://owner@db:5432/collex?sslmode=disable (password set)"
+        );
+        assert!(m.replicas.targets.is_empty());
+        assert!(!format!("{cfg:?}").contains("pw-m"));
+        let plain = load(&[("DATABASE_URL", "postgres://app@db/collex")]).expect("valid");
+        assert_eq!(
+            plain.for_migrations().target.to_string(),
+            plain.target.to_string()
+        );
+        let err = load(&[
+            ("DATABASE_URL", "postgres://app@db/collex"),
+            ("DB_MIGRATION_URL", "sqlite://x.db"),
+        ])
+        .expect_err("another engine");
+        assert!(err.to_string().contains("DB_MIGRATION_URL"), "{err}");
     }
 }

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use crate::db::{DbTarget, PgTarget, SqliteTarget, SslMode};
 use crate::error::ConfigError;
 use crate::read::Reader;
-use crate::vars;
+use crate::vars::{self, Var};
 
 const URL_EXPECTED: &str =
     "postgres://user:password@host:port/database[?sslmode=...&sslrootcert=...] or sqlite://path";
@@ -30,12 +30,21 @@ pub(crate) fn parse_database_url<F: Fn(&str) -> Option<String>>(
     ssl_mode: SslMode,
     ssl_root_cert: Option<PathBuf>,
 ) -> Option<DbTarget> {
+    parse_url_of(r, &vars::DATABASE_URL, raw, ssl_mode, ssl_root_cert)
+}
+
+/// Parses a database URL given in `var` (`DATABASE_URL`, an entry of `DB_REPLICA_URLS`, `DB_MIGRATION_URL`);
+/// problems name `var` and show the URL redacted.
+pub(crate) fn parse_url_of<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    var: &Var,
+    raw: &str,
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<PathBuf>,
+) -> Option<DbTarget> {
     let shown = redact_url(raw);
     let fail = |r: &mut Reader<F>, why: String| {
-        r.fail(
-            &vars::DATABASE_URL,
-            format!("expected {URL_EXPECTED}, got {shown:?} ({why})"),
-        );
+        r.fail(var, format!("expected {URL_EXPECTED}, got {shown:?} ({why})"));
     };
     let Some((scheme, rest)) = split_scheme(raw) else {
         fail(
@@ -96,7 +105,7 @@ pub(crate) fn parse_database_url<F: Fn(&str) -> Option<String>>(
             "sslmode" => match SslMode::parse(&v) {
                 Some(m) => target.ssl_mode = m,
                 None => r.fail(
-                    &vars::DATABASE_URL,
+                    var,
                     format!(
                         "expected sslmode to be {}, got {:?} in {shown:?}",
                         SslMode::EXPECTED,
@@ -107,7 +116,7 @@ pub(crate) fn parse_database_url<F: Fn(&str) -> Option<String>>(
             "sslrootcert" => target.ssl_root_cert = Some(PathBuf::from(v.as_ref())),
             "application_name" => target.application_name = Some(v.into_owned()),
             other => r.fail(
-                &vars::DATABASE_URL,
+                var,
                 format!(
                     "expected only the query parameters sslmode, sslrootcert and application_name, got {other:?} \
                      in {shown:?}"

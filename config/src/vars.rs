@@ -142,6 +142,48 @@ pub const DB_MIGRATE_PATH: Var = var(
     "directory of `NNN_name.sql` + `NNN_rollback.sql`",
     Scope::Database,
 );
+/// Read replicas.
+pub const DB_REPLICA_URLS: Var = var(
+    "DB_REPLICA_URLS",
+    None,
+    "comma-separated `postgres://…` URLs of streaming replicas of the primary; each gets its own pool (same `DB_MAX_*` settings) and statistics. Reads go there only when the caller asks (`Ctx::read_from`)",
+    Scope::Database,
+);
+/// How long a read-your-writes read waits for a replica.
+pub const DB_REPLICA_MAX_WAIT: Var = var(
+    "DB_REPLICA_MAX_WAIT",
+    Some("100ms"),
+    "how long a replica read carrying a write token waits for the replica to replay that write before it goes to the primary (counted as a fallback); `0` never waits",
+    Scope::Database,
+);
+/// The lag beyond which a replica is skipped.
+pub const DB_REPLICA_MAX_LAG: Var = var(
+    "DB_REPLICA_MAX_LAG",
+    Some("10s"),
+    "a replica whose replay is this far behind (seconds of lag, measured every second) gets no reads until it catches up; a positive duration",
+    Scope::Database,
+);
+/// The sticky window after a write.
+pub const DB_REPLICA_STICKY: Var = var(
+    "DB_REPLICA_STICKY",
+    Some("2s"),
+    "after a write through a read session, its replica reads without a token go to the primary for this long (Rails' 2 s); `0` turns it off",
+    Scope::Database,
+);
+/// What connection pooler sits in front of PostgreSQL.
+pub const DB_POOLER_MODE: Var = var(
+    "DB_POOLER_MODE",
+    Some("none"),
+    "`none` (direct connections), `session` (PgBouncer `pool_mode = session`, supported) or `transaction` (refused: wrong results through it)",
+    Scope::Database,
+);
+/// A direct connection for migrations.
+pub const DB_MIGRATION_URL: Var = var(
+    "DB_MIGRATION_URL",
+    None,
+    "`postgres://…` of the same database reached directly (not through a pooler): migrations and their lock use it when set",
+    Scope::Database,
+);
 /// Listen address.
 pub const SERVER_ADDR: Var = var(
     "SERVER_ADDR",
@@ -225,6 +267,12 @@ pub const ALL: &[Var] = &[
     DB_CONN_ACQUIRE_TIMEOUT,
     DB_AUTO_MIGRATE,
     DB_MIGRATE_PATH,
+    DB_REPLICA_URLS,
+    DB_REPLICA_MAX_WAIT,
+    DB_REPLICA_MAX_LAG,
+    DB_REPLICA_STICKY,
+    DB_POOLER_MODE,
+    DB_MIGRATION_URL,
     SERVER_ADDR,
     SERVER_HEADER_READ_TIMEOUT,
     SERVER_IDLE_TIMEOUT,

@@ -136,23 +136,38 @@ impl Migrations for NotWired {
 #[derive(Debug, Clone)]
 pub struct Runner {
     dir: PathBuf,
+    /// `DB_MIGRATION_URL`'s configuration: auto-migrate connects there directly instead of using the pool.
+    direct: Option<DbConfig>,
 }
 
 /// What a [`Runner`] can be built from: a configuration (its `DB_MIGRATE_PATH`) or the directory itself.
 pub trait MigrationsDir {
     /// The directory of SQL migrations.
     fn into_dir(self) -> PathBuf;
+
+    /// The direct connection migrations use instead of the pool (`DB_MIGRATION_URL`), if any.
+    fn direct(&self) -> Option<DbConfig> {
+        None
+    }
 }
 
 impl MigrationsDir for DbConfig {
     fn into_dir(self) -> PathBuf {
         self.migrate_path
     }
+
+    fn direct(&self) -> Option<DbConfig> {
+        self.migration_target.is_some().then(|| self.for_migrations())
+    }
 }
 
 impl MigrationsDir for &DbConfig {
     fn into_dir(self) -> PathBuf {
         self.migrate_path.clone()
+    }
+
+    fn direct(&self) -> Option<DbConfig> {
+        (*self).direct()
     }
 }
 
@@ -177,8 +192,10 @@ impl MigrationsDir for &std::path::Path {
 impl Runner {
     /// A runner for `DB_MIGRATE_PATH`, given as the configuration or as the directory.
     pub fn new(source: impl MigrationsDir) -> Self {
+        let direct = source.direct();
         Self {
             dir: source.into_dir(),
+            direct,
         }
     }
 }
@@ -238,9 +255,31 @@ pub fn driver_kind(e: &migration::DriverError) -> FailureKind {
     }
 }
 
+impl Runner {
+    /// Auto-migrate over `DB_MIGRATION_URL`: its own connection (and the lock's), opened for the run and
+    /// closed after it, so migrations never pass through a pooler.
+    async fn apply_direct(&self, cfg: &DbConfig) -> Result<usize, MigrateFailure> {
+        let conn = config::connect(cfg)
+            .await
+            .map_err(|e| MigrateFailure::new(FailureKind::Transient, e))?;
+        let entities = entity::registry::all();
+        let report =
+            migration::auto_migrate_with(&conn, &self.dir, &entities, migration::Options::default()).await;
+        let _ = conn.close().await;
+        let report = report.map_err(|e| MigrateFailure::new(classify(&e), e))?;
+        for w in &report.warnings {
+            tracing::warn!("auto-migrate: {w}");
+        }
+        Ok(report.migrations.steps.len() + report.applied.len())
+    }
+}
+
 #[async_trait]
 impl Migrations for Runner {
     async fn apply_pending(&self, db: &Db) -> Result<usize, MigrateFailure> {
+        if let Some(cfg) = &self.direct {
+            return self.apply_direct(cfg).await;
+        }
         let entities = entity::registry::all();
         // The migration crate takes the raw connection (it reaches the sqlx pool for the advisory lock) and
         // holds two connections on PostgreSQL: the lock's and the one migrating. Both pass the gate first.

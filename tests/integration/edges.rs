@@ -5,5 +5,5 @@
 mod help;
 mod listen;
 mod secrets;
-mod support;
+pub(crate) mod support;
 mod warnings;

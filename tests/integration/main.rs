@@ -4,6 +4,7 @@ mod edges;
 mod entity;
 mod harness;
 mod migrate;
+mod replicas;
 mod schema;
 mod service;
 mod typescript;

@@ -70,8 +70,9 @@ fn connect_failure(e: impl std::fmt::Display) -> Failure {
 
 /// Runs the parsed command with configuration from the environment; returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
+    // Migrations and their lock take a direct connection: DB_MIGRATION_URL when the app's URL is a pooler's.
     let cfg = match DbConfig::from_env() {
-        Ok(c) => c,
+        Ok(c) => c.for_migrations(),
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
