@@ -259,9 +259,24 @@ impl Runner {
     /// Auto-migrate over `DB_MIGRATION_URL`: its own connection (and the lock's), opened for the run and
     /// closed after it, so migrations never pass through a pooler.
     async fn apply_direct(&self, cfg: &DbConfig) -> Result<usize, MigrateFailure> {
-        let conn = config::connect(cfg)
-            .await
-            .map_err(|e| MigrateFailure::new(FailureKind::Transient, e))?;
+        let transient = |e| MigrateFailure::new(FailureKind::Transient, e);
+        let conn = match &cfg.target {
+            // Two connections, as through the pool: the run may read the catalog while it holds another.
+            config::DbTarget::Postgres(t) => sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .min_connections(0)
+                .acquire_timeout(cfg.pool.acquire_timeout)
+                .connect_with(config::pg_connect_options(t))
+                .await
+                .map(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool)
+                .map_err(|source| {
+                    transient(config::ConnectError::Connect {
+                        target: t.to_string(),
+                        source,
+                    })
+                })?,
+            _ => config::connect(cfg).await.map_err(transient)?,
+        };
         let entities = entity::registry::all();
         let report =
             migration::auto_migrate_with(&conn, &self.dir, &entities, migration::Options::default()).await;
