@@ -211,10 +211,22 @@ pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
             None => bail!("--read-cases: expected TASKS:POOL with positive integers, got {case:?}"),
         }
     }
+    // The A/A case: raw sqlx measured twice per round, in two slots of the rotation. The spread of its ratio
+    // is the noise floor of this run: a difference inside it cannot be told from noise.
+    let a_a = if cases.contains(&(8, 8)) {
+        Some((8, 8))
+    } else {
+        cases.first().copied()
+    };
     for (tasks, pool_size) in cases {
         eprintln!("collex-bench: reads, {tasks} tasks, pool {pool_size}");
         let db = db::connect(&data.url, pool_size).await?;
-        let paths = ReadPath::ALL;
+        let calibrate = a_a == Some((tasks, pool_size));
+        let mut paths = ReadPath::ALL.to_vec();
+        if calibrate {
+            paths.push(ReadPath::Raw);
+        }
+        let paths = &paths;
         let r = rounds::alternate(env.rounds(), paths.len(), |k, _| {
             measure(paths[k], tasks, &db, sql, &ids, env)
         })
@@ -272,6 +284,30 @@ pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
         );
         if tasks as u32 != pool_size {
             continue;
+        }
+        if calibrate {
+            report.add(
+                Figure::from_rounds(
+                    "reads",
+                    format!("A/A: raw sqlx against itself (the noise floor), {label}"),
+                    &r.of(3, Window::rate),
+                    "reads/s",
+                )
+                .against_rounds(same, &raw)
+                .note(
+                    "the same path measured twice per round in two slots of the rotation: its ratio's spread \
+                     is how far two identical paths drift apart in this run",
+                ),
+            );
+            report.add(
+                Figure::from_rounds(
+                    "reads",
+                    format!("A/A: client CPU per read, raw sqlx against itself, {label}"),
+                    &r.of(3, Window::cpu_us_per_op),
+                    "us",
+                )
+                .against_rounds("raw sqlx", &raw_cpu),
+            );
         }
         match pgbench {
             Some(Ok(p)) => {
