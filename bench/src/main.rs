@@ -108,7 +108,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Smoke run: 0.3 s windows, 2 rounds, fewer cases and files (also BENCH_QUICK=1). Explicit options win.
-    #[arg(long, env = "BENCH_QUICK")]
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
     quick: bool,
     /// Seconds per measured window (reads, updates, HTTP load) [default: 3, quick: 0.3].
     #[arg(long, env = "BENCH_SECONDS")]
@@ -125,7 +125,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     read_cases: Vec<String>,
     /// Also time `psql -1 -f` as one process per file (about 35 s for 500 files; off by default).
-    #[arg(long, env = "BENCH_PSQL_PER_FILE")]
+    #[arg(long, env = "BENCH_PSQL_PER_FILE", value_parser = clap::builder::BoolishValueParser::new())]
     psql_per_file: bool,
     /// Number of generated migrations [default: 500, quick: 20].
     #[arg(long, env = "BENCH_MIGRATIONS")]
@@ -180,8 +180,19 @@ impl RunArgs {
             .max(1)
     }
 
-    /// The parts to run, in registry order; an unknown name is an error naming the known ones.
+    /// The parts to run, in registry order; an unknown name or a window that is not a positive number of
+    /// seconds is an error naming what is expected.
     fn parts(&self) -> anyhow::Result<Vec<Part>> {
+        if let Some(s) = self.seconds
+            && !(s.is_finite() && s > 0.0 && s <= 3600.0)
+        {
+            bail!("--seconds/BENCH_SECONDS: expected seconds per window between 0 and 3600, got {s}");
+        }
+        if let Some(s) = self.warmup
+            && !(s.is_finite() && (0.0..=3600.0).contains(&s))
+        {
+            bail!("--warmup/BENCH_WARMUP: expected seconds of warm-up between 0 and 3600, got {s}");
+        }
         let known: Vec<&str> = PARTS.iter().map(|p| p.name).collect();
         for name in self.only.iter().chain(&self.skip) {
             if !known.contains(&name.trim()) {

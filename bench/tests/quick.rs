@@ -204,4 +204,21 @@ fn bad_input_fails_before_anything_runs_and_says_what_is_expected() {
         text(&r.stderr)
     );
     assert!(!out.exists(), "a refused run wrote results");
+
+    let r = bench(&[
+        "run",
+        "--quick",
+        "--seconds",
+        "inf",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        text(&r.stderr)
+            .contains("--seconds/BENCH_SECONDS: expected seconds per window between 0 and 3600, got inf"),
+        "{}",
+        text(&r.stderr)
+    );
+    assert!(!out.exists(), "a refused run wrote results");
 }
