@@ -9,6 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 
 .PHONY: help build run test test-suites lint fmt migrate migrate-status migrate-create migrate-rollback types bench
+.PHONY: backup backups restore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -67,6 +68,16 @@ migrate-rollback: build ## roll back the latest migration, or VERSION=NNN and ev
 	else \
 		$(MIGRATION) down; \
 	fi
+
+backup: build ## snapshot the database into DB_BACKUP_DIR (default backups/): pg_dump -Fc or VACUUM INTO, with a manifest
+	$(MIGRATION) backup
+
+backups: build ## list the snapshots in DB_BACKUP_DIR with their schema versions
+	$(MIGRATION) backups
+
+restore: build ## restore FILE=backups/<snapshot> after checking its checksum (asks first; YES=1 does not ask)
+	@if [ -z "$(FILE)" ]; then echo "usage: make restore FILE=backups/<snapshot file> (make backups lists them)" >&2; exit 2; fi
+	$(MIGRATION) restore "$(FILE)" $(if $(YES),--yes)
 
 bench: ## release build, then every benchmark against fresh PostgreSQL databases; table + bench/results.json
 	@bash scripts/ensure-postgres.sh

@@ -250,6 +250,30 @@ impl Default for ReplicaConfig {
     }
 }
 
+/// Snapshots (`migration backup`, `up --backup`): where they go, how many are kept, and whether migrating
+/// takes one first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// `DB_BACKUP_DIR` (default `backups`): snapshots and their manifests.
+    pub dir: PathBuf,
+    /// `DB_BACKUP_KEEP` (default 0, keep all): the newest N snapshots of a database are kept after a backup.
+    pub keep: Option<u32>,
+    /// `DB_BACKUP_BEFORE_MIGRATE` (default false): `up` and the service's auto-migrate snapshot first when
+    /// something is pending.
+    pub before_migrate: bool,
+}
+
+impl Default for BackupConfig {
+    /// The registry's defaults.
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("backups"),
+            keep: None,
+            before_migrate: false,
+        }
+    }
+}
+
 /// `DB_POOLER_MODE`: what sits between the service and PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -297,6 +321,8 @@ pub struct DbConfig {
     pub pooler: PoolerMode,
     /// A direct connection to the same database for migrations and their lock (`DB_MIGRATION_URL`).
     pub migration_target: Option<DbTarget>,
+    /// Snapshots: `DB_BACKUP_DIR`, `DB_BACKUP_KEEP`, `DB_BACKUP_BEFORE_MIGRATE`.
+    pub backup: BackupConfig,
     /// Variables that are set but have no effect; each binary prints them once.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -350,6 +376,7 @@ impl DbConfig {
             replicas: ReplicaConfig::default(),
             pooler: PoolerMode::None,
             migration_target: None,
+            backup: BackupConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -466,6 +493,23 @@ pub(crate) fn read<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> DbConfig
     );
     let auto_migrate = r.parsed(&vars::DB_AUTO_MIGRATE, "true or false", true, parse_bool);
     let migrate_path = PathBuf::from(r.string(&vars::DB_MIGRATE_PATH));
+    let keep = r.parsed(
+        &vars::DB_BACKUP_KEEP,
+        "a non-negative integer (0 keeps every snapshot)",
+        0,
+        |v| v.parse::<u32>().ok(),
+    );
+    let backup = BackupConfig {
+        dir: PathBuf::from(r.string(&vars::DB_BACKUP_DIR)),
+        // 0 keeps every snapshot.
+        keep: (keep > 0).then_some(keep),
+        before_migrate: r.parsed(
+            &vars::DB_BACKUP_BEFORE_MIGRATE,
+            "true or false",
+            false,
+            parse_bool,
+        ),
+    };
 
     let mut cfg = match target {
         Some(t) => DbConfig::with_target(t, source),
@@ -496,6 +540,7 @@ pub(crate) fn read<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> DbConfig
                 .to_owned(),
         );
     }
+    cfg.backup = backup;
     cfg
 }
 

@@ -13,8 +13,8 @@ pub mod vars;
 pub use app::{AppConfig, LogConfig, LogFormat, ServerAddr, ServerAddrError};
 pub use connect::{connect, pg_connect_options, sqlite_connect_options};
 pub use db::{
-    DEFAULT_SQLITE_PATH, DbConfig, DbTarget, PgTarget, PoolConfig, PoolerMode, ReplicaConfig, SqliteTarget,
-    SslMode, TRANSACTION_POOLING_REFUSED, TargetSource,
+    BackupConfig, DEFAULT_SQLITE_PATH, DbConfig, DbTarget, PgTarget, PoolConfig, PoolerMode, ReplicaConfig,
+    SqliteTarget, SslMode, TRANSACTION_POOLING_REFUSED, TargetSource,
 };
 pub use error::{ConfigError, ConfigProblem, ConfigWarning, ConnectError};
 pub use health::HealthConfig;

@@ -184,6 +184,27 @@ pub const DB_MIGRATION_URL: Var = var(
     "`postgres://…` of the same database reached directly (not through a pooler): migrations and their lock use it when set",
     Scope::Database,
 );
+/// Backup directory.
+pub const DB_BACKUP_DIR: Var = var(
+    "DB_BACKUP_DIR",
+    Some("backups"),
+    "where `migration backup` writes snapshots and their manifests (created when missing)",
+    Scope::Database,
+);
+/// Backup retention.
+pub const DB_BACKUP_KEEP: Var = var(
+    "DB_BACKUP_KEEP",
+    Some("0"),
+    "after each backup keep the newest N snapshots of the same database and delete older ones; `0` keeps all",
+    Scope::Database,
+);
+/// Snapshot before migrating.
+pub const DB_BACKUP_BEFORE_MIGRATE: Var = var(
+    "DB_BACKUP_BEFORE_MIGRATE",
+    Some("false"),
+    "`migration up` and the service's auto-migrate take a snapshot first when something is pending; a failed snapshot stops the migration",
+    Scope::Database,
+);
 /// Listen address.
 pub const SERVER_ADDR: Var = var(
     "SERVER_ADDR",
@@ -273,6 +294,9 @@ pub const ALL: &[Var] = &[
     DB_REPLICA_STICKY,
     DB_POOLER_MODE,
     DB_MIGRATION_URL,
+    DB_BACKUP_DIR,
+    DB_BACKUP_KEEP,
+    DB_BACKUP_BEFORE_MIGRATE,
     SERVER_ADDR,
     SERVER_HEADER_READ_TIMEOUT,
     SERVER_IDLE_TIMEOUT,

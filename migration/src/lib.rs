@@ -2,6 +2,7 @@
 
 pub mod auto;
 mod backend;
+pub mod backup;
 pub mod create;
 mod diagnosis;
 pub mod dialect;
@@ -15,6 +16,7 @@ pub mod source;
 pub mod statements;
 
 pub use auto::{AutoReport, auto_migrate, auto_migrate_with};
+pub use backup::{BackupError, BackupOptions, Snapshot};
 pub use create::create;
 pub use dialect::Dialect;
 pub use error::{DriverError, MigrateError};

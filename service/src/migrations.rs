@@ -132,16 +132,32 @@ impl Migrations for NotWired {
 }
 
 /// The migration crate's runner: `migration::auto_migrate` (pending files of `DB_MIGRATE_PATH`, then the
-/// additive entity changes) to migrate, `Migrator::status` and `drift_of` (read-only) for the state.
+/// additive entity changes) to migrate, `Migrator::status` and `drift_of` (read-only) for the state. With
+/// `DB_BACKUP_BEFORE_MIGRATE=true` it first takes a snapshot when anything is pending
+/// (`migration::backup::backup_if_pending`); a failed snapshot is a permanent failure: nothing is applied.
 #[derive(Debug, Clone)]
 pub struct Runner {
     dir: PathBuf,
     /// `DB_MIGRATION_URL`'s configuration: auto-migrate connects there directly instead of using the pool.
     direct: Option<DbConfig>,
+    snapshot_before: Option<SnapshotBefore>,
 }
 
-/// What a [`Runner`] can be built from: a configuration (its `DB_MIGRATE_PATH`) or the directory itself.
+/// Where the snapshot before auto-migrating goes.
+#[derive(Debug, Clone)]
+pub struct SnapshotBefore {
+    target: config::DbTarget,
+    backup: config::BackupConfig,
+}
+
+/// What a [`Runner`] can be built from: a configuration (its `DB_MIGRATE_PATH`, and its
+/// `DB_BACKUP_BEFORE_MIGRATE`) or the directory itself.
 pub trait MigrationsDir {
+    /// The snapshot to take before migrating, if the source asks for one.
+    fn snapshot_before(&self) -> Option<SnapshotBefore> {
+        None
+    }
+
     /// The directory of SQL migrations.
     fn into_dir(self) -> PathBuf;
 
@@ -151,7 +167,18 @@ pub trait MigrationsDir {
     }
 }
 
+fn snapshot_of(cfg: &DbConfig) -> Option<SnapshotBefore> {
+    cfg.backup.before_migrate.then(|| SnapshotBefore {
+        target: cfg.target.clone(),
+        backup: cfg.backup.clone(),
+    })
+}
+
 impl MigrationsDir for DbConfig {
+    fn snapshot_before(&self) -> Option<SnapshotBefore> {
+        snapshot_of(self)
+    }
+
     fn into_dir(self) -> PathBuf {
         self.migrate_path
     }
@@ -162,6 +189,10 @@ impl MigrationsDir for DbConfig {
 }
 
 impl MigrationsDir for &DbConfig {
+    fn snapshot_before(&self) -> Option<SnapshotBefore> {
+        snapshot_of(self)
+    }
+
     fn into_dir(self) -> PathBuf {
         self.migrate_path.clone()
     }
@@ -193,9 +224,11 @@ impl Runner {
     /// A runner for `DB_MIGRATE_PATH`, given as the configuration or as the directory.
     pub fn new(source: impl MigrationsDir) -> Self {
         let direct = source.direct();
+        let snapshot_before = source.snapshot_before();
         Self {
             dir: source.into_dir(),
             direct,
+            snapshot_before,
         }
     }
 }
@@ -258,6 +291,43 @@ pub fn driver_kind(e: &migration::DriverError) -> FailureKind {
 impl Runner {
     /// Auto-migrate over `DB_MIGRATION_URL`: its own connection (and the lock's), opened for the run and
     /// closed after it, so migrations never pass through a pooler.
+    /// `DB_BACKUP_BEFORE_MIGRATE`: a snapshot of `db` (which is `target`, else the configured database)
+    /// when anything is pending. A failed snapshot is permanent: nothing is applied.
+    async fn snapshot_first(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        target: Option<&config::DbTarget>,
+    ) -> Result<(), MigrateFailure> {
+        let Some(before) = &self.snapshot_before else {
+            return Ok(());
+        };
+        let set = migration::MigrationSet::load_for(
+            &self.dir,
+            migration::rust_migrations(),
+            sea_orm::ConnectionTrait::get_database_backend(db),
+        )
+        .map_err(|e| MigrateFailure::new(FailureKind::Permanent, e))?;
+        let options = migration::BackupOptions::from_config(&before.backup);
+        let target = target.unwrap_or(&before.target);
+        match migration::backup::backup_if_pending(db, target, &migration::Migrator::new(set), &options).await
+        {
+            Ok(Some(s)) => {
+                tracing::info!(
+                    file = %s.file.display(),
+                    schema_version = s.manifest.schema_version,
+                    bytes = s.manifest.size_bytes,
+                    "auto-migrate took a snapshot before migrating (DB_BACKUP_BEFORE_MIGRATE)"
+                );
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(MigrateFailure::new(
+                FailureKind::Permanent,
+                format!("the snapshot before migrating failed, so nothing was applied: {e}"),
+            )),
+        }
+    }
+
     async fn apply_direct(&self, cfg: &DbConfig) -> Result<usize, MigrateFailure> {
         let transient = |e| MigrateFailure::new(FailureKind::Transient, e);
         let conn = match &cfg.target {
@@ -278,8 +348,15 @@ impl Runner {
             _ => config::connect(cfg).await.map_err(transient)?,
         };
         let entities = entity::registry::all();
-        let report =
-            migration::auto_migrate_with(&conn, &self.dir, &entities, migration::Options::default()).await;
+        let report = match self.snapshot_first(&conn, Some(&cfg.target)).await {
+            Ok(()) => {
+                migration::auto_migrate_with(&conn, &self.dir, &entities, migration::Options::default()).await
+            }
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(e);
+            }
+        };
         let _ = conn.close().await;
         let report = report.map_err(|e| MigrateFailure::new(classify(&e), e))?;
         for w in &report.warnings {
@@ -302,6 +379,7 @@ impl Migrations for Runner {
             .hold_many(2)
             .await
             .map_err(|e| MigrateFailure::new(FailureKind::Transient, e))?;
+        self.snapshot_first(&held, None).await?;
         let report = migration::auto_migrate_with(&held, &self.dir, &entities, migration::Options::default())
             .await
             .map_err(|e| MigrateFailure::new(classify(&e), e))?;

@@ -1,5 +1,6 @@
 //! The one integration-test binary: modules grouped by subject.
 
+mod backup;
 mod edges;
 mod entity;
 mod harness;

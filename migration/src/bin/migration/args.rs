@@ -12,8 +12,8 @@ fn after_help() -> String {
         "The database: DATABASE_URL when set; else the DB_* connection variables (setting any of them selects \
          PostgreSQL); else SQLite in ./collex.db.\n\n{}\nExit codes:\n  \
          0  success\n  \
-         1  a migration, the database or the wait for the migration lock failed\n  \
-         2  usage, configuration or validation error (nothing was changed)\n  \
+         1  a migration, a snapshot, the database or the wait for the migration lock failed\n  \
+         2  usage, configuration or validation error, a snapshot that fails its checksum (nothing was changed)\n  \
          3  status --check found something pending, modified, missing, failed or drifted",
         vars::help(
             "Environment variables (name, default, meaning):",
@@ -65,6 +65,10 @@ pub enum Command {
         /// Re-run a no-transaction migration recorded as failed (after repairing the database by hand).
         #[arg(long)]
         retry_failed: bool,
+        /// Take a snapshot first (as `migration backup`) when anything is pending; a failed snapshot stops
+        /// with exit 1 before anything is applied. DB_BACKUP_BEFORE_MIGRATE=true does the same.
+        #[arg(long)]
+        backup: bool,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -125,6 +129,25 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Write a snapshot of the database into DB_BACKUP_DIR (pg_dump -Fc on PostgreSQL, VACUUM INTO on
+    /// SQLite) with a manifest (schema version, sha256, size, duration, tool versions); DB_BACKUP_KEEP=N then
+    /// keeps the newest N of this database.
+    Backup {
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// List the snapshots in DB_BACKUP_DIR, oldest first, with their schema versions.
+    Backups,
+    /// Replace the database with a snapshot, after checking it against its manifest (destructive).
+    Restore {
+        /// The snapshot file (or its `.manifest.json`).
+        file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
     /// Accept the current checksum of an applied migration whose file was deliberately edited.
     AcceptChecksum {
         /// The migration's version.
@@ -143,8 +166,10 @@ impl Cli {
             | Command::Redo { lock }
             | Command::Fresh { lock, .. }
             | Command::Reset { lock, .. }
-            | Command::AcceptChecksum { lock, .. } => lock.lock_timeout,
-            Command::Status { .. } | Command::Create { .. } => None,
+            | Command::AcceptChecksum { lock, .. }
+            | Command::Backup { lock }
+            | Command::Restore { lock, .. } => lock.lock_timeout,
+            Command::Status { .. } | Command::Create { .. } | Command::Backups => None,
         };
         own.or(self.lock_timeout)
             .unwrap_or(migration::DEFAULT_LOCK_TIMEOUT)

@@ -1,7 +1,8 @@
-//! The `migration` binary: `cargo run -p migration -- up|down|status|create|redo|fresh|reset|accept-checksum`.
+//! The `migration` binary: `cargo run -p migration -- up|down|status|create|redo|fresh|reset|accept-checksum|
+//! backup|backups|restore`.
 //!
 //! Owns the command line: arguments ([`args`]), running a command and deciding its exit code ([`run`]), and
-//! what it prints ([`print`]). The work is the library's (`migration::Migrator`, `migration::schema`); the
+//! what it prints ([`print`]), and the snapshot commands ([`snapshots`]). The work is the library's (`migration::Migrator`, `migration::schema`); the
 //! configuration is the `config` crate's.
 //!
 //! Exit codes: 0 success, 1 a migration (or the database, or the lock wait) failed, 2 usage, configuration or
@@ -10,6 +11,7 @@
 mod args;
 mod print;
 mod run;
+mod snapshots;
 
 use clap::Parser;
 

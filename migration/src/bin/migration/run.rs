@@ -20,13 +20,13 @@ pub const EXIT_CHECK: i32 = 3;
 
 /// A failure with its exit code and what to print.
 #[derive(Debug)]
-struct Failure {
-    code: i32,
-    message: String,
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
 }
 
 impl Failure {
-    fn new(code: i32, message: impl Into<String>) -> Self {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -64,7 +64,7 @@ impl From<SchemaError> for Failure {
     }
 }
 
-fn connect_failure(e: impl std::fmt::Display) -> Failure {
+pub fn connect_failure(e: impl std::fmt::Display) -> Failure {
     Failure::new(EXIT_FAILED, format!("cannot connect to the database: {e}"))
 }
 
@@ -105,9 +105,23 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
         }
         Command::Fresh { yes, .. } => confirm(
             *yes,
-            "fresh drops every table, view, sequence, type and function in the schema, then applies every migration",
+            &format!(
+                "fresh drops every table, view, sequence, type and function in {}, then applies every migration",
+                describe_target(&cfg.target)
+            ),
         )?,
-        Command::Reset { yes, .. } => confirm(*yes, "reset rolls back every applied migration")?,
+        Command::Reset { yes, .. } => confirm(
+            *yes,
+            &format!(
+                "reset rolls back every applied migration of {}",
+                describe_target(&cfg.target)
+            ),
+        )?,
+        Command::Backup { .. } => return crate::snapshots::backup(cfg, cli.lock_timeout()).await,
+        Command::Backups => return crate::snapshots::list(cfg),
+        Command::Restore { file, yes, .. } => {
+            return crate::snapshots::restore(cfg, file, *yes, cli.lock_timeout()).await;
+        }
         _ => {}
     }
 
@@ -168,22 +182,26 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
         .with_options(options)
         .with_reporter(Arc::new(print::event));
 
-    let result = dispatch(&cli.command, &migrator, &db, &dir).await;
+    let result = dispatch(&cli, cfg, &migrator, &db, &dir).await;
     let _ = db.close().await;
     result
 }
 
 async fn dispatch(
-    command: &Command,
+    cli: &Cli,
+    cfg: &DbConfig,
     migrator: &Migrator,
     db: &sea_orm::DatabaseConnection,
     dir: &Path,
 ) -> Result<(), Failure> {
-    match command {
+    match &cli.command {
         Command::Up { n, dry_run: true, .. } => {
             print!("{}", migrator.dry_run_up(db, *n).await?);
         }
-        Command::Up { n, .. } => {
+        Command::Up { n, backup, .. } => {
+            if *backup || cfg.backup.before_migrate {
+                crate::snapshots::before_up(cfg, db, migrator, cli.lock_timeout()).await?;
+            }
             let report = migrator.up(db, *n).await?;
             if report.steps.is_empty() {
                 println!("nothing to apply: the database is up to date");
@@ -254,7 +272,7 @@ async fn dispatch(
             migrator.accept_checksum(db, *version).await?;
             println!("accepted the current checksum of migration {version:03}");
         }
-        Command::Create { .. } => {}
+        Command::Create { .. } | Command::Backup { .. } | Command::Backups | Command::Restore { .. } => {}
     }
     Ok(())
 }
@@ -294,7 +312,19 @@ async fn create_from_entities(dir: &Path, description: &str, cfg: &DbConfig) -> 
     Ok(())
 }
 
-fn confirm(yes: bool, what: &str) -> Result<(), Failure> {
+/// The database a destructive command would change, as its confirmation names it: database, host, port and
+/// user on PostgreSQL, the file on SQLite (never a password).
+pub fn describe_target(target: &DbTarget) -> String {
+    match target {
+        DbTarget::Postgres(t) => format!(
+            "database \"{}\" on {}:{} (user {})",
+            t.database, t.host, t.port, t.user
+        ),
+        other => format!("the SQLite database {other}"),
+    }
+}
+
+pub fn confirm(yes: bool, what: &str) -> Result<(), Failure> {
     if yes {
         return Ok(());
     }
