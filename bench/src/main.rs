@@ -266,7 +266,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut outcome = Ok(());
     for part in &parts {
         eprintln!("collex-bench: part {}", part.name);
-        if let Err(e) = (part.run)(&env, &mut report).await {
+        let part_started = std::time::Instant::now();
+        let result = (part.run)(&env, &mut report).await;
+        report.part_took(part.name, part_started.elapsed());
+        if let Err(e) = result {
             outcome = Err(e.context(format!("part {}", part.name)));
             break;
         }

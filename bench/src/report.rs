@@ -243,6 +243,8 @@ pub struct Report {
     figures: Vec<Figure>,
     notes: Vec<String>,
     duration_s: f64,
+    /// Seconds each part took, in run order.
+    part_seconds: Vec<(String, f64)>,
 }
 
 fn first_line_with(path: &str, key: &str) -> Option<String> {
@@ -282,6 +284,7 @@ impl Report {
             figures: Vec::new(),
             notes: Vec::new(),
             duration_s: 0.0,
+            part_seconds: Vec::new(),
         }
     }
 
@@ -296,6 +299,24 @@ impl Report {
         let note = note.into();
         eprintln!("collex-bench: note: {note}");
         self.notes.push(note);
+    }
+
+    /// Records how long a part took.
+    pub fn part_took(&mut self, part: &str, took: Duration) {
+        self.part_seconds.push((part.to_owned(), took.as_secs_f64()));
+    }
+
+    fn parts_text(&self) -> String {
+        let parts: Vec<String> = self
+            .part_seconds
+            .iter()
+            .map(|(p, s)| format!("{p} {s:.0} s"))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
     }
 
     /// Stamps how long the run took.
@@ -333,7 +354,7 @@ impl Report {
         for n in &self.notes {
             println!("  * {n}");
         }
-        println!("took {:.0} s", self.duration_s);
+        println!("took {:.0} s{}", self.duration_s, self.parts_text());
     }
 
     /// Writes the JSON and the Markdown table.
@@ -357,7 +378,7 @@ impl Report {
         let mut s = format!(
             "Run of {} on {} cores ({}), {} RAM, Linux {}, {}. {} rounds of {:.1} s windows (warm-up \
              {:.1} s){}; each value is the median over the rounds with its (min–max), each ratio the median of \
-             the per-round ratios with theirs. Took {:.0} s.\n\n",
+             the per-round ratios with theirs. Took {:.0} s{}.\n\n",
             self.date,
             self.machine.cores,
             self.machine.cpu,
@@ -372,7 +393,8 @@ impl Report {
             } else {
                 ""
             },
-            self.duration_s
+            self.duration_s,
+            self.parts_text()
         );
         s.push_str("| group | figure | value | reference | ref value | ratio | target | met |\n");
         s.push_str("|---|---|---|---|---|---|---|---|\n");
