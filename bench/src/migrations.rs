@@ -224,28 +224,44 @@ pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
         return Ok(());
     };
     let query = format!("SELECT * FROM {HISTORY} ORDER BY version");
-    let runs = if env.quick() { 5 } else { STATUS_RUNS };
-    let t = match &tools.hyperfine {
-        Some(hf) => hyperfine_status(hf, &bin, &psql, &url, &dir, &query, &work, runs).await?,
-        None => own_loop_status(&bin, &psql, &url, &dir, &query, runs).await?,
-    };
-    let reference = "psql -c, one query on the history table";
-    let name = format!("migration status, {n} applied");
-    let cpu_name = format!("CPU of migration status, {n} applied");
-    let (fig, cpu) = if t.paired {
-        (
-            Figure::from_rounds("migrations", name, &t.status_ms, "ms").against_rounds(reference, &t.psql_ms),
-            Figure::from_rounds("migrations", cpu_name, &t.status_cpu_ms, "ms")
-                .against_rounds("psql -c's CPU", &t.psql_cpu_ms),
-        )
+    // In rounds, like every other figure: each round times both commands (`per_round` runs each) and keeps
+    // their medians, so the ratio pairs rounds and its spread is over rounds, not over single runs' outliers.
+    let rounds_n = env.rounds();
+    let per_round = if env.quick() {
+        3
     } else {
-        (
-            Figure::from_rounds("migrations", name, &t.status_ms, "ms")
-                .against_unpaired(reference, &t.psql_ms),
-            Figure::from_rounds("migrations", cpu_name, &t.status_cpu_ms, "ms")
-                .against_unpaired("psql -c's CPU", &t.psql_cpu_ms),
-        )
+        (STATUS_RUNS / rounds_n).max(5)
     };
+    let mut t = StatusTimes::default();
+    for round in 0..rounds_n {
+        let warmup = if round == 0 { 3 } else { 1 };
+        let r = match &tools.hyperfine {
+            Some(hf) => {
+                hyperfine_status(hf, &bin, &psql, &url, &dir, &query, &work, per_round, warmup).await?
+            }
+            None => own_loop_status(&bin, &psql, &url, &dir, &query, per_round, warmup).await?,
+        };
+        t.status_ms.push(rounds::median(&r.status_ms));
+        t.psql_ms.push(rounds::median(&r.psql_ms));
+        t.status_cpu_ms.push(rounds::median(&r.status_cpu_ms));
+        t.psql_cpu_ms.push(rounds::median(&r.psql_cpu_ms));
+        t.how = r.how;
+    }
+    let reference = "psql -c, one query on the history table";
+    let fig = Figure::from_rounds(
+        "migrations",
+        format!("migration status, {n} applied"),
+        &t.status_ms,
+        "ms",
+    )
+    .against_rounds(reference, &t.psql_ms);
+    let cpu = Figure::from_rounds(
+        "migrations",
+        format!("CPU of migration status, {n} applied"),
+        &t.status_cpu_ms,
+        "ms",
+    )
+    .against_rounds("psql -c's CPU", &t.psql_cpu_ms);
     report.add(fig.target(Target::RatioAtMost(1.5)).note(t.how));
     report.add(cpu);
     Ok(())
@@ -273,14 +289,14 @@ async fn runner_applies(bin: &Path, dbs: &Databases, dir: &Path, n: u32, report:
     }
 }
 
-/// `status` and `psql -c` timed `runs` times each: wall and CPU milliseconds per run.
+/// `status` and `psql -c` timed `runs` times each: wall and CPU milliseconds per run (hyperfine gives one
+/// mean CPU figure per command).
+#[derive(Default)]
 struct StatusTimes {
     status_ms: Vec<f64>,
     psql_ms: Vec<f64>,
     status_cpu_ms: Vec<f64>,
     psql_cpu_ms: Vec<f64>,
-    /// Whether run `i` of each side ran back to back (our own loop) rather than in separate series.
-    paired: bool,
     how: String,
 }
 
@@ -309,14 +325,16 @@ async fn hyperfine_status(
     query: &str,
     work: &Path,
     runs: usize,
+    warmup: usize,
 ) -> anyhow::Result<StatusTimes> {
     let json = work.join("status.hyperfine.json");
     let runs_arg = runs.to_string();
+    let warmup_arg = warmup.to_string();
     let out = tokio::process::Command::new(hf)
         .args([
             "-N",
             "--warmup",
-            "3",
+            &warmup_arg,
             "--runs",
             &runs_arg,
             "--style",
@@ -349,10 +367,9 @@ async fn hyperfine_status(
         psql_ms: ms(&psql_c.times),
         status_cpu_ms: vec![(status.user + status.system) * 1e3],
         psql_cpu_ms: vec![(psql_c.user + psql_c.system) * 1e3],
-        paired: false,
         how: format!(
-            "hyperfine -N, 3 warm-up runs, median and (min–max) of {runs} runs per command; CPU: hyperfine's \
-             mean user+system"
+            "hyperfine -N per round (3 warm-up runs in the first, 1 after), {runs} runs per command per round; \
+             each round's median, and (min–max) over the rounds; CPU: hyperfine's mean user+system"
         ),
     })
 }
@@ -363,19 +380,17 @@ async fn own_loop_status(
     dir: &Path,
     query: &str,
     runs: usize,
+    warmup: usize,
 ) -> anyhow::Result<StatusTimes> {
     let mut t = StatusTimes {
-        status_ms: Vec::new(),
-        psql_ms: Vec::new(),
-        status_cpu_ms: Vec::new(),
-        psql_cpu_ms: Vec::new(),
-        paired: true,
         how: format!(
-            "hyperfine MISSING: timed by collex-bench, alternating, 3 warm-up runs, median and (min–max) of \
-             {runs} runs per command; CPU: the child's user+system (getrusage)"
+            "hyperfine MISSING: timed by collex-bench, the two commands alternating, {runs} runs each per round \
+             after warm-up runs; each round's median, and (min–max) over the rounds; CPU: the child's \
+             user+system (getrusage)"
         ),
+        ..StatusTimes::default()
     };
-    for i in 0..runs + 3 {
+    for i in 0..runs + warmup {
         let mut cmd = migration_cmd(bin, url, dir);
         cmd.arg("status");
         let cpu0 = rounds::children_cpu_s();
@@ -385,7 +400,7 @@ async fn own_loop_status(
         cmd.args(["-X", "-qAt", "-c", query, url]);
         let tb = tools::timed(&mut cmd, "psql -c").await?;
         let cpu2 = rounds::children_cpu_s();
-        if i >= 3 {
+        if i >= warmup {
             t.status_ms.push(ta.as_secs_f64() * 1e3);
             t.psql_ms.push(tb.as_secs_f64() * 1e3);
             t.status_cpu_ms.push((cpu1 - cpu0) * 1e3);
