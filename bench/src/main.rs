@@ -27,27 +27,12 @@ use crate::report::Report;
 /// Every part of the bench, in run order. A new part is a module with
 /// `pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()>` and one line here (see
 /// `part.rs`); its name is what `--only`/`--skip` take and the group its figures carry.
+#[rustfmt::skip] // One line per part.
 const PARTS: &[Part] = &[
-    part!(
-        "reads",
-        reads::run,
-        "pooled find_by_id and list_by: entity repo vs raw sqlx (same SQL, same pool) vs pgbench"
-    ),
-    part!(
-        "updates",
-        updates::run,
-        "versioned Repo::update under contention vs the raw sqlx UPDATE loop; lost updates"
-    ),
-    part!(
-        "migrations",
-        migrations::run,
-        "migration up (N files) vs one psql session; migration status vs psql -c"
-    ),
-    part!(
-        "service",
-        service::run,
-        "start-up, RSS, /live and /health/database under wrk vs a bare axum handler"
-    ),
+    part!("reads", reads::run, "find_by_id, list_by: entity repo vs raw sqlx (same SQL, pool) and pgbench"),
+    part!("updates", updates::run, "versioned Repo::update under contention vs the raw UPDATE loop"),
+    part!("migrations", migrations::run, "migration up vs one psql session; migration status vs psql -c"),
+    part!("service", service::run, "start-up, RSS, /live, /health/database under wrk vs bare axum"),
 ];
 
 /// The harness's command line.
