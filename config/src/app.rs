@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::db::{self, DbConfig};
 use crate::error::{ConfigError, ConfigWarning};
@@ -105,7 +106,13 @@ pub struct AppConfig {
     pub http: HttpConfig,
     /// The thresholds of `/health`'s memory and disk checks.
     pub health: HealthConfig,
+    /// `DB_SLOW_QUERY_THRESHOLD` (default 200ms): statements taking this long or longer are logged; zero
+    /// turns the log off.
+    pub slow_query_threshold: Duration,
 }
+
+/// The default of `DB_SLOW_QUERY_THRESHOLD` (the registry's; a unit test holds the two together).
+pub const DEFAULT_SLOW_QUERY_THRESHOLD: Duration = Duration::from_millis(200);
 
 impl WithWarnings for AppConfig {
     fn add_warnings(&mut self, warnings: Vec<ConfigWarning>) {
@@ -122,6 +129,7 @@ impl AppConfig {
             server_addr,
             http: HttpConfig::default(),
             health: HealthConfig::default(),
+            slow_query_threshold: DEFAULT_SLOW_QUERY_THRESHOLD,
         }
     }
 
@@ -152,11 +160,19 @@ impl AppConfig {
         );
         let http = http::read(&mut r);
         let health = health::read(&mut r);
+        let slow_query_threshold = r
+            .duration(
+                &vars::DB_SLOW_QUERY_THRESHOLD,
+                true,
+                Some(DEFAULT_SLOW_QUERY_THRESHOLD),
+            )
+            .unwrap_or(Duration::ZERO);
         r.finish(Self {
             db,
             server_addr,
             http,
             health,
+            slow_query_threshold,
         })
     }
 }
@@ -244,6 +260,38 @@ mod tests {
         ] {
             assert!(bad.parse::<ServerAddr>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn the_slow_query_threshold_defaults_to_the_registrys_and_zero_turns_it_off() {
+        let read = |v: Option<&str>| {
+            AppConfig::from_lookup(|k| {
+                (k == "DB_SLOW_QUERY_THRESHOLD")
+                    .then(|| v.map(str::to_owned))
+                    .flatten()
+            })
+        };
+        let default = read(None).expect("valid").slow_query_threshold;
+        assert_eq!(default, DEFAULT_SLOW_QUERY_THRESHOLD);
+        assert_eq!(
+            vars::DB_SLOW_QUERY_THRESHOLD
+                .default
+                .and_then(|d| humantime::parse_duration(d).ok()),
+            Some(default)
+        );
+        assert_eq!(
+            read(Some("0")).expect("valid").slow_query_threshold,
+            Duration::ZERO
+        );
+        assert_eq!(
+            read(Some("1s")).expect("valid").slow_query_threshold,
+            Duration::from_secs(1)
+        );
+        let err = read(Some("fast")).expect_err("not a duration").to_string();
+        assert!(
+            err.contains("DB_SLOW_QUERY_THRESHOLD") && err.contains("fast"),
+            "{err}"
+        );
     }
 
     #[test]

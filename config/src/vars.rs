@@ -240,6 +240,13 @@ pub const SERVER_SHUTDOWN_TIMEOUT: Var = var(
     "after SIGTERM, how long requests in flight may take; connections still open then are dropped; a positive duration",
     Scope::Service,
 );
+/// Slow-query log threshold.
+pub const DB_SLOW_QUERY_THRESHOLD: Var = var(
+    "DB_SLOW_QUERY_THRESHOLD",
+    Some("200ms"),
+    "a statement taking this long or longer is logged once (normalized SQL, no bound values): `200ms`, `1s`; `0` = off",
+    Scope::Service,
+);
 /// Log filter.
 pub const RUST_LOG: Var = var(
     "RUST_LOG",
@@ -304,6 +311,7 @@ pub const ALL: &[Var] = &[
     SERVER_SHUTDOWN_TIMEOUT,
     HEALTH_MIN_FREE_MEMORY,
     HEALTH_MIN_FREE_DISK,
+    DB_SLOW_QUERY_THRESHOLD,
     RUST_LOG,
     LOG_FORMAT,
 ];

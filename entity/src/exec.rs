@@ -10,10 +10,15 @@
 //!
 //! What does not belong here: which SQL to send (the repository and [`crate::cache`] decide), how a row becomes
 //! a model ([`crate::repo`]). Later layers hook in here: routing a read to a replica is a decision of
-//! [`Executor::direct`] by [`Op`]; timing by entity and operation wraps [`run`].
+//! [`Executor::direct`] by [`Op`]; timing by entity and operation is [`Executor::observer`]'s: [`run`] times
+//! every statement it runs, the wait for a connection included, and reports it once as an [`Observation`]
+//! (entity, kind, outcome, elapsed, rows and the SQL text with placeholders, never the bound values). A
+//! connection that times SeaORM's own statements too (the service's gated pool) runs the repository's
+//! through [`Executor::run_raw`], untimed, so none is counted twice.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sea_orm::prelude::DateTimeUtc;
 use sea_orm::sea_query::{Value, Values};
@@ -39,6 +44,93 @@ pub enum OpKind {
     Update,
     /// A `DELETE`.
     Delete,
+    /// Anything else (DDL, `SET`, a statement the caller wrote by hand that is none of the above).
+    Other,
+}
+
+impl OpKind {
+    /// The lower-case name used as a metric label (OpenTelemetry's `db.operation.name`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Select => "select",
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// How a statement ended, as the timing hook counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It ran (a miss, zero rows, is still `Ok`).
+    Ok,
+    /// The database or the driver refused it.
+    Error,
+    /// A versioned update found the row at another version (optimistic locking).
+    StaleVersion,
+    /// No connection came in time, or the server cancelled it (`statement_timeout`, SQLSTATE 57014).
+    Timeout,
+}
+
+impl Outcome {
+    /// The lower-case name used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::StaleVersion => "stale_version",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// The outcome of a failed statement: [`Outcome::Timeout`] for an acquisition that timed out or a
+    /// statement the server cancelled, else [`Outcome::Error`].
+    pub fn of(e: &DbErr) -> Self {
+        let sqlx_timeout = |e: &sqlx::Error| match e {
+            sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(d) => d.code().as_deref() == Some("57014"),
+            _ => false,
+        };
+        match e {
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => Self::Timeout,
+            DbErr::Conn(RuntimeErr::SqlxError(x))
+            | DbErr::Exec(RuntimeErr::SqlxError(x))
+            | DbErr::Query(RuntimeErr::SqlxError(x))
+                if sqlx_timeout(x) =>
+            {
+                Self::Timeout
+            }
+            _ => Self::Error,
+        }
+    }
+}
+
+/// One statement that has run, as an [`Observer`] sees it. `sql` is the text sent, with placeholders
+/// (`$1`, `?`) for the bound values, which are never shown.
+#[derive(Debug)]
+pub struct Observation<'a> {
+    /// Which entity (table) and which kind.
+    pub op: Op,
+    /// The SQL text without the bound values.
+    pub sql: &'a str,
+    /// From asking for a connection to the result.
+    pub elapsed: Duration,
+    /// Rows returned, or affected for a statement that returns none.
+    pub rows: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, when it failed.
+    pub error: Option<&'a DbErr>,
+}
+
+/// Receives every statement [`run`] times (metrics, a slow-query log). Called on the statement's task right
+/// after it ends: keep it cheap.
+pub trait Observer: Send + Sync {
+    /// One statement has ended.
+    fn observe(&self, o: &Observation<'_>);
 }
 
 /// One statement of the repository: which entity, which kind. Never the SQL or the values.
@@ -93,6 +185,27 @@ pub trait Executor: ConnectionTrait + Sync {
     fn direct(&self, op: Op) -> impl Future<Output = Result<Option<Direct<'_>>, DbErr>> + Send {
         let _ = op;
         async { Ok(None) }
+    }
+
+    /// Who is told of each statement the repository runs on this connection; `None` (the default) times
+    /// nothing.
+    fn observer(&self) -> Option<&dyn Observer> {
+        None
+    }
+
+    /// Runs a statement that did not go [`Executor::direct`], through `ConnectionTrait`. A connection whose
+    /// `ConnectionTrait` times statements itself overrides this to skip its own timing: [`run`] has timed it.
+    ///
+    /// # Errors
+    /// The statement's.
+    fn run_raw(&self, stmt: Statement, want: Want) -> impl Future<Output = Result<Output, DbErr>> + Send {
+        async move {
+            Ok(match want {
+                Want::One => Output::One(self.query_one_raw(stmt).await?),
+                Want::All => Output::All(self.query_all_raw(stmt).await?),
+                Want::Affected => Output::Affected(self.execute_raw(stmt).await?.rows_affected()),
+            })
+        }
     }
 }
 
@@ -178,23 +291,118 @@ impl Prepared {
 
 /// What the caller wants back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Want {
+pub enum Want {
+    /// The first row, if any.
     One,
+    /// Every row.
     All,
+    /// The number of rows affected.
     Affected,
 }
 
 /// What came back.
 #[derive(Debug)]
-pub(crate) enum Output {
+pub enum Output {
+    /// The first row, if any.
     One(Option<QueryResult>),
+    /// Every row.
     All(Vec<QueryResult>),
+    /// The number of rows affected.
     Affected(u64),
 }
 
+/// A timed statement whose outcome the caller may still change (a versioned update that found another
+/// version is [`Outcome::StaleVersion`], which only the repository can tell); reported when dropped.
+pub(crate) struct Pending<'a> {
+    observer: Option<&'a dyn Observer>,
+    op: Op,
+    sql: Option<Arc<str>>,
+    elapsed: Duration,
+    rows: u64,
+    outcome: Outcome,
+}
+
+impl Pending<'_> {
+    /// The statement met a stale version.
+    pub(crate) fn stale_version(&mut self) {
+        self.outcome = Outcome::StaleVersion;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let (Some(observer), Some(sql)) = (self.observer, &self.sql) {
+            observer.observe(&Observation {
+                op: self.op,
+                sql,
+                elapsed: self.elapsed,
+                rows: self.rows,
+                outcome: self.outcome,
+                error: None,
+            });
+        }
+    }
+}
+
 /// Runs one statement of the repository: on the pool [`Executor::direct`] lends, else through
-/// `ConnectionTrait`.
+/// [`Executor::run_raw`]; timed and reported to the connection's [`Executor::observer`].
 pub(crate) async fn run<C: Executor>(db: &C, op: Op, stmt: Prepared, want: Want) -> Result<Output, DbErr> {
+    run_pending(db, op, stmt, want).await.map(|(out, _)| out)
+}
+
+/// [`run`], with the report of a statement that succeeded left to the caller (sent when the [`Pending`] is
+/// dropped). A failure is reported here, with its error.
+pub(crate) async fn run_pending<'a, C: Executor>(
+    db: &'a C,
+    op: Op,
+    mut stmt: Prepared,
+    want: Want,
+) -> Result<(Output, Pending<'a>), DbErr> {
+    let observer = db.observer();
+    // The text is kept for the report only when someone listens; a cached statement's is shared anyway.
+    let sql = observer.map(|_| {
+        let shared: Arc<str> = match std::mem::replace(&mut stmt.sql, Sql::Owned(String::new())) {
+            Sql::Shared(s) => s,
+            Sql::Owned(s) => s.into(),
+        };
+        stmt.sql = Sql::Shared(shared.clone());
+        shared
+    });
+    let started = observer.map(|_| Instant::now());
+    let result = run_untimed(db, op, stmt, want).await;
+    let elapsed = started.map(|t| t.elapsed()).unwrap_or_default();
+    match result {
+        Ok(out) => {
+            let rows = out.count();
+            Ok((
+                out,
+                Pending {
+                    observer,
+                    op,
+                    sql,
+                    elapsed,
+                    rows,
+                    outcome: Outcome::Ok,
+                },
+            ))
+        }
+        Err(e) => {
+            if let (Some(observer), Some(sql)) = (observer, &sql) {
+                observer.observe(&Observation {
+                    op,
+                    sql,
+                    elapsed,
+                    rows: 0,
+                    outcome: Outcome::of(&e),
+                    error: Some(&e),
+                });
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn run_untimed<C: Executor>(db: &C, op: Op, stmt: Prepared, want: Want) -> Result<Output, DbErr> {
     if stmt.backend == DbBackend::Postgres
         && let Some(direct) = db.direct(op).await?
     {
@@ -214,11 +422,7 @@ pub(crate) async fn run<C: Executor>(db: &C, op: Op, stmt: Prepared, want: Want)
         Sql::Owned(s) => s,
     };
     let statement = Statement::from_sql_and_values(stmt.backend, sql, values);
-    Ok(match want {
-        Want::One => Output::One(db.query_one_raw(statement).await?),
-        Want::All => Output::All(db.query_all_raw(statement).await?),
-        Want::Affected => Output::Affected(db.execute_raw(statement).await?.rows_affected()),
-    })
+    db.run_raw(statement, want).await
 }
 
 /// The arguments when every value has a typed variant, bound without sea-query's conversion.
@@ -275,7 +479,17 @@ fn sqlx_err(e: sqlx::Error, want: Want) -> DbErr {
 }
 
 impl Output {
-    pub(crate) fn one(self) -> Option<QueryResult> {
+    /// Rows returned, or affected.
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::One(r) => u64::from(r.is_some()),
+            Self::All(rows) => rows.len() as u64,
+            Self::Affected(n) => *n,
+        }
+    }
+
+    /// The first row, if any.
+    pub fn one(self) -> Option<QueryResult> {
         match self {
             Self::One(r) => r,
             Self::All(mut rows) => rows.pop(),
@@ -283,7 +497,8 @@ impl Output {
         }
     }
 
-    pub(crate) fn all(self) -> Vec<QueryResult> {
+    /// Every row.
+    pub fn all(self) -> Vec<QueryResult> {
         match self {
             Self::One(r) => r.into_iter().collect(),
             Self::All(rows) => rows,
@@ -291,7 +506,8 @@ impl Output {
         }
     }
 
-    pub(crate) fn affected(self) -> u64 {
+    /// Rows affected (or returned).
+    pub fn affected(self) -> u64 {
         match self {
             Self::Affected(n) => n,
             Self::One(r) => u64::from(r.is_some()),

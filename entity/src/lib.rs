@@ -28,7 +28,7 @@ pub use context::{BusinessScope, Ctx};
 pub use entities::*;
 pub use entity_macros::behaviour;
 pub use error::EntityError;
-pub use exec::{Direct, Executor, Op, OpKind};
+pub use exec::{Direct, Executor, Observation, Observer, Op, OpKind, Outcome, Output, Want};
 pub use repo::{AlsoRelated, BulkUpdate, Query, Repo, WithRelated};
 
 /// Re-exports the generated code refers to; not part of the public API.

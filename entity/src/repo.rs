@@ -38,7 +38,7 @@ use crate::behaviour::Behaviours;
 use crate::cache::{Backend, Deleted, ReadKey};
 use crate::context::{BusinessScope, Ctx};
 use crate::error::EntityError;
-use crate::exec::{self, Executor, Op, OpKind, Output, Prepared, Want};
+use crate::exec::{self, Executor, Op, OpKind, Output, Pending, Prepared, Want};
 use crate::violation;
 
 /// The current time at the precision PostgreSQL stores (microseconds), so a stamped value round-trips.
@@ -162,6 +162,25 @@ where
         };
         match exec::run(self.db, op, stmt, want).await {
             Ok(out) => Ok(out),
+            Err(e) => Err(violation::classify::<E, C>(self.db, e, written).await),
+        }
+    }
+
+    /// [`Repo::run`] for an update whose outcome only the caller can tell (a stale version): its timing is
+    /// reported when the returned [`Pending`] is dropped.
+    async fn run_pending(
+        &self,
+        kind: OpKind,
+        stmt: Prepared,
+        want: Want,
+        written: &[(&'static str, sea_orm::Value)],
+    ) -> Result<(Output, Pending<'c>), EntityError> {
+        let op = Op {
+            entity: E::TABLE,
+            kind,
+        };
+        match exec::run_pending(self.db, op, stmt, want).await {
+            Ok(done) => Ok(done),
             Err(e) => Err(violation::classify::<E, C>(self.db, e, written).await),
         }
     }

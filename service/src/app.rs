@@ -254,6 +254,7 @@ impl std::fmt::Debug for Running {
 /// [`StartError`] when the pool cannot be built or the address cannot be bound.
 pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result<Running, StartError> {
     let pool = Pool::new(&config.db)?;
+    pool.queries().set_slow_threshold(config.slow_query_threshold);
     let bind_error = |source| StartError::Bind {
         addr: config.server_addr.clone(),
         source,

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::migrations::Drift;
 
 pub mod http;
+pub mod queries;
 
 pub use http::{HttpMetrics, TrackLayer};
 
@@ -157,6 +158,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
 
     state.http.render(&mut out, family);
+    pool.queries().render(&mut out, family);
 
     family(
         &mut out,

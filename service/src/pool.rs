@@ -94,6 +94,8 @@ use shared::{Probe, Shared};
 use stats::PendingGuard;
 pub use stats::{Counters, PoolStats, go_duration};
 
+use crate::metrics::queries::QueryMetrics;
+
 /// A pool problem, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -306,6 +308,18 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Whether `m` is the text of one of [`PoolError`]'s timeouts: [`Db`] hands them to SeaORM as text, and the
+/// query timing counts them as timeouts, not errors.
+pub(crate) fn is_timeout_message(m: &str) -> bool {
+    [
+        "no database connection became free within",
+        "cannot reach the database within",
+        "the database did not answer a ping within",
+    ]
+    .iter()
+    .any(|p| m.starts_with(p))
+}
+
 /// A connection taken with [`Pool::acquire`]; returned to the pool on drop, which records its use time.
 pub struct PooledConn {
     inner: ConnInner,
@@ -366,6 +380,7 @@ impl Pool {
     /// [`PoolError::Build`] when a SQLite URL cannot be understood, [`PoolError::Unsupported`] for a target
     /// that is neither PostgreSQL nor SQLite.
     pub fn new(cfg: &DbConfig) -> Result<Self, PoolError> {
+        let queries = Arc::new(QueryMetrics::default());
         let shared = Arc::new(Shared::new(cfg.pool.clone()));
         let gate = Gate::new(shared.clone());
         let (backend, orm) = match &cfg.target {
@@ -394,7 +409,7 @@ impl Pool {
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
-                db: Db::new(orm, gate),
+                db: Db::new(orm, gate, queries),
                 shared,
                 maintenance: Mutex::new(maintenance),
             }),
@@ -406,6 +421,11 @@ impl Pool {
     /// Use it wherever SeaORM takes a connection: `users::Entity::repo(pool.db(), ctx)`.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The query timing of every statement run on [`Pool::db`] (`DB_SLOW_QUERY_THRESHOLD` is set on it).
+    pub fn queries(&self) -> &Arc<QueryMetrics> {
+        self.inner.db.queries()
     }
 
     /// The engine.

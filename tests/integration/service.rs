@@ -9,6 +9,7 @@ mod http_limits;
 mod orm_gate;
 mod pool_stats;
 mod process;
+mod query_timing;
 mod scrapes;
 mod startup;
 pub(crate) mod support;

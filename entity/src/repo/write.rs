@@ -25,7 +25,7 @@ use super::{Repo, decode, now, quoted, scope_condition};
 use crate::behaviour::{Behaviours, OwnedColumn, SoftDeletable};
 use crate::cache::{Backend, Cached, Deleted, Param, Shape};
 use crate::error::EntityError;
-use crate::exec::{Arg, Executor, OpKind, Prepared, Want};
+use crate::exec::{Arg, Executor, OpKind, Pending, Prepared, Want};
 
 /// Which write path asks whether a caller may write a behaviour-owned column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,8 +261,10 @@ where
             Param::Limit => Arg::I64(1),
         });
         let written: Vec<(&'static str, Value)> = set.iter().map(|(c, v)| (c.as_str(), v.clone())).collect();
-        let row = self.run(OpKind::Update, stmt, Want::One, &written).await?.one();
-        match row {
+        let (out, mut timing) = self
+            .run_pending(OpKind::Update, stmt, Want::One, &written)
+            .await?;
+        match out.one() {
             Some(row) if versioned_pg => {
                 let hit: Option<Uuid> = row.try_get("", E::id_column().as_str())?;
                 if hit.is_some() {
@@ -270,21 +272,24 @@ where
                 }
                 let found: Option<i32> = row.try_get("", FOUND)?;
                 Err(match (found, expected) {
-                    (Some(found), Some(expected)) => EntityError::StaleVersion {
-                        entity: E::TABLE,
-                        id,
-                        expected,
-                        found: if found == expected {
-                            expected.saturating_add(1)
-                        } else {
-                            found
-                        },
-                    },
+                    (Some(found), Some(expected)) => {
+                        timing.stale_version();
+                        EntityError::StaleVersion {
+                            entity: E::TABLE,
+                            id,
+                            expected,
+                            found: if found == expected {
+                                expected.saturating_add(1)
+                            } else {
+                                found
+                            },
+                        }
+                    }
                     _ => EntityError::NotFound { entity: E::TABLE, id },
                 })
             }
             Some(row) => decode::<E>(&row),
-            None => Err(self.diagnose(id, expected).await),
+            None => Err(self.diagnosed(id, expected, &mut timing).await),
         }
     }
 
@@ -361,10 +366,22 @@ where
         q.returning(SqlQuery::returning().columns(E::Column::iter()));
         let written: Vec<(&'static str, Value)> = set.iter().map(|(c, v)| (c.as_str(), v.clone())).collect();
         let stmt = Prepared::from_statement(self.backend().build(&q));
-        match self.run(OpKind::Update, stmt, Want::One, &written).await?.one() {
+        let (out, mut timing) = self
+            .run_pending(OpKind::Update, stmt, Want::One, &written)
+            .await?;
+        match out.one() {
             Some(row) => decode::<E>(&row),
-            None => Err(self.diagnose(id, expected).await),
+            None => Err(self.diagnosed(id, expected, &mut timing).await),
         }
+    }
+
+    /// [`Self::diagnose`], marking the update's timing stale when it was.
+    async fn diagnosed(&self, id: Uuid, expected: Option<i32>, timing: &mut Pending<'_>) -> EntityError {
+        let e = self.diagnose(id, expected).await;
+        if e.is_stale() {
+            timing.stale_version();
+        }
+        e
     }
 
     /// Why an update of `id` matched no row, when the update could not say: stale version if the row is

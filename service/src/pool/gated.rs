@@ -8,12 +8,18 @@
 //! pool directly (`entity::Executor::direct`) holds one the same way. Everything else is the inner
 //! `DatabaseConnection`'s.
 //!
+//! Every statement is timed into the pool's [`QueryMetrics`], once: those of SeaORM here (table and operation
+//! read from the SQL), the repository's by `entity::exec` (which knows them), whose statements that do not
+//! run on sqlx directly come back through `entity::Executor::run_raw`, untimed.
+//!
 //! [`Pool::acquire`]: super::Pool::acquire
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use entity::{Observer, Outcome, Output, Want};
 
 use futures::Stream;
 use sea_orm::{
@@ -25,6 +31,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::stats::{Counters, PendingGuard};
 use super::{Gate, PoolError};
+use crate::metrics::queries::QueryMetrics;
 
 /// The SeaORM connection of a [`super::Pool`]; get it with [`super::Pool::db`].
 ///
@@ -34,6 +41,7 @@ use super::{Gate, PoolError};
 pub struct Db {
     orm: DatabaseConnection,
     gate: Gate,
+    queries: Arc<QueryMetrics>,
 }
 
 impl std::fmt::Debug for Db {
@@ -63,8 +71,13 @@ fn db_err(e: PoolError) -> DbErr {
 }
 
 impl Db {
-    pub(super) fn new(orm: DatabaseConnection, gate: Gate) -> Self {
-        Self { orm, gate }
+    pub(super) fn new(orm: DatabaseConnection, gate: Gate, queries: Arc<QueryMetrics>) -> Self {
+        Self { orm, gate, queries }
+    }
+
+    /// The query timing its statements report to.
+    pub fn queries(&self) -> &Arc<QueryMetrics> {
+        &self.queries
     }
 
     /// Takes `n` permits (one per connection the work will hold), waiting at most `DB_CONN_ACQUIRE_TIMEOUT`.
@@ -111,6 +124,32 @@ impl Db {
     }
 }
 
+/// Runs `work`, one SeaORM statement, and reports it to `queries`.
+async fn timed<T>(
+    queries: &QueryMetrics,
+    sql: &str,
+    work: impl Future<Output = Result<T, DbErr>>,
+    rows: impl FnOnce(&T) -> u64,
+) -> Result<T, DbErr> {
+    let started = Instant::now();
+    let result = work.await;
+    let elapsed = started.elapsed();
+    match &result {
+        Ok(v) => queries.observe_sql(sql, elapsed, rows(v), Outcome::Ok, None),
+        Err(e) => queries.observe_sql(sql, elapsed, 0, Outcome::of(e), Some(e)),
+    }
+    result
+}
+
+/// A statement of the repository on `db`, untimed (`entity::exec` times it).
+async fn untimed(db: &impl ConnectionTrait, stmt: Statement, want: Want) -> Result<Output, DbErr> {
+    Ok(match want {
+        Want::One => Output::One(db.query_one_raw(stmt).await?),
+        Want::All => Output::All(db.query_all_raw(stmt).await?),
+        Want::Affected => Output::Affected(db.execute_raw(stmt).await?.rows_affected()),
+    })
+}
+
 /// Permits held by [`Db::hold`]; derefs to the raw connection. Released on drop.
 pub struct Held<'a> {
     orm: &'a DatabaseConnection,
@@ -138,23 +177,38 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let _pass = self.pass(1).await?;
-        self.orm.execute_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = async {
+            let _pass = self.pass(1).await?;
+            self.orm.execute_raw(stmt).await
+        };
+        timed(&self.queries, &sql, work, ExecResult::rows_affected).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let _pass = self.pass(1).await?;
-        self.orm.execute_unprepared(sql).await
+        let work = async {
+            let _pass = self.pass(1).await?;
+            self.orm.execute_unprepared(sql).await
+        };
+        timed(&self.queries, sql, work, ExecResult::rows_affected).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let _pass = self.pass(1).await?;
-        self.orm.query_one_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = async {
+            let _pass = self.pass(1).await?;
+            self.orm.query_one_raw(stmt).await
+        };
+        timed(&self.queries, &sql, work, |r| u64::from(r.is_some())).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let _pass = self.pass(1).await?;
-        self.orm.query_all_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = async {
+            let _pass = self.pass(1).await?;
+            self.orm.query_all_raw(stmt).await
+        };
+        timed(&self.queries, &sql, work, |r| r.len() as u64).await
     }
 
     fn support_returning(&self) -> bool {
@@ -198,12 +252,17 @@ impl StreamTrait for Db {
         stmt: Statement,
     ) -> Pin<Box<dyn Future<Output = Result<GatedStream, DbErr>> + 'a + Send>> {
         Box::pin(async move {
-            let pass = self.pass(1).await?;
-            let inner = self.orm.stream_raw(stmt).await?;
-            Ok(GatedStream {
-                inner: Box::pin(inner),
-                _pass: pass,
-            })
+            // Timed until the stream is open: its rows are the caller's pace, not the database's.
+            let sql = stmt.sql.clone();
+            let work = async {
+                let pass = self.pass(1).await?;
+                let inner = self.orm.stream_raw(stmt).await?;
+                Ok(GatedStream {
+                    inner: Box::pin(inner),
+                    _pass: pass,
+                })
+            };
+            timed(&self.queries, &sql, work, |_| 0).await
         })
     }
 }
@@ -213,6 +272,7 @@ impl StreamTrait for Db {
 pub struct DbTransaction {
     inner: DatabaseTransaction,
     _pass: Option<Pass>,
+    queries: Arc<QueryMetrics>,
 }
 
 impl std::fmt::Debug for DbTransaction {
@@ -271,19 +331,26 @@ impl ConnectionTrait for DbTransaction {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.inner.execute_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = self.inner.execute_raw(stmt);
+        timed(&self.queries, &sql, work, ExecResult::rows_affected).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.inner.execute_unprepared(sql).await
+        let work = self.inner.execute_unprepared(sql);
+        timed(&self.queries, sql, work, ExecResult::rows_affected).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.inner.query_one_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = self.inner.query_one_raw(stmt);
+        timed(&self.queries, &sql, work, |r| u64::from(r.is_some())).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.inner.query_all_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let work = self.inner.query_all_raw(stmt);
+        timed(&self.queries, &sql, work, |r| r.len() as u64).await
     }
 
     fn support_returning(&self) -> bool {
@@ -313,11 +380,13 @@ impl StreamTrait for DbTransaction {
 /// `BEGIN` (or a savepoint) on `begin`'s connection, wrapped with the permits to keep.
 async fn wrap(
     pass: Option<Pass>,
+    queries: &Arc<QueryMetrics>,
     begin: impl Future<Output = Result<DatabaseTransaction, DbErr>>,
 ) -> Result<DbTransaction, DbErr> {
     Ok(DbTransaction {
         inner: begin.await?,
         _pass: pass,
+        queries: queries.clone(),
     })
 }
 
@@ -327,7 +396,7 @@ impl TransactionTrait for Db {
 
     async fn begin(&self) -> Result<DbTransaction, DbErr> {
         let pass = self.pass(1).await?;
-        wrap(Some(pass), self.orm.begin()).await
+        wrap(Some(pass), &self.queries, self.orm.begin()).await
     }
 
     async fn begin_with_config(
@@ -338,6 +407,7 @@ impl TransactionTrait for Db {
         let pass = self.pass(1).await?;
         wrap(
             Some(pass),
+            &self.queries,
             self.orm.begin_with_config(isolation_level, access_mode),
         )
         .await
@@ -345,7 +415,7 @@ impl TransactionTrait for Db {
 
     async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
         let pass = self.pass(1).await?;
-        wrap(Some(pass), self.orm.begin_with_options(options)).await
+        wrap(Some(pass), &self.queries, self.orm.begin_with_options(options)).await
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -380,7 +450,7 @@ impl TransactionTrait for DbTransaction {
     type Transaction = DbTransaction;
 
     async fn begin(&self) -> Result<DbTransaction, DbErr> {
-        wrap(None, self.inner.begin()).await
+        wrap(None, &self.queries, self.inner.begin()).await
     }
 
     async fn begin_with_config(
@@ -388,11 +458,16 @@ impl TransactionTrait for DbTransaction {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        wrap(None, self.inner.begin_with_config(isolation_level, access_mode)).await
+        wrap(
+            None,
+            &self.queries,
+            self.inner.begin_with_config(isolation_level, access_mode),
+        )
+        .await
     }
 
     async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
-        wrap(None, self.inner.begin_with_options(options)).await
+        wrap(None, &self.queries, self.inner.begin_with_options(options)).await
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -434,7 +509,24 @@ impl entity::Executor for Db {
             entity::Direct::new(self.orm.get_postgres_connection_pool()).holding(pass),
         ))
     }
+
+    fn observer(&self) -> Option<&dyn Observer> {
+        Some(&*self.queries)
+    }
+
+    async fn run_raw(&self, stmt: Statement, want: Want) -> Result<Output, DbErr> {
+        let _pass = self.pass(1).await?;
+        untimed(&self.orm, stmt, want).await
+    }
 }
 
 /// Statements of a transaction run on its connection, through [`ConnectionTrait`].
-impl entity::Executor for DbTransaction {}
+impl entity::Executor for DbTransaction {
+    fn observer(&self) -> Option<&dyn Observer> {
+        Some(&*self.queries)
+    }
+
+    async fn run_raw(&self, stmt: Statement, want: Want) -> Result<Output, DbErr> {
+        untimed(&self.inner, stmt, want).await
+    }
+}
