@@ -28,6 +28,7 @@ test: ## every test: unit, SQLite, real PostgreSQL at TEST_DATABASE_URL, the rep
 	@$(MAKE) --no-print-directory build
 	@bash scripts/test-make.sh
 	@bash scripts/test-lifecycle.sh
+	@bash scripts/test-alerts.sh
 	@bash scripts/with-test-servers.sh $(MAKE) --no-print-directory test-suites
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -157,6 +157,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         );
     }
 
+    family(
+        &mut out,
+        "collex_database_up",
+        "gauge",
+        "0 when the pool's last connection attempt (or a ping) failed and no connection has opened since, else 1.",
+    );
+    let _ = writeln!(
+        out,
+        "collex_database_up {}",
+        u8::from(pool.connection_error().is_none())
+    );
     state.http.render(&mut out, family);
     pool.queries().render(&mut out, family);
 

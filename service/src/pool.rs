@@ -428,6 +428,12 @@ impl Pool {
         self.inner.db.queries()
     }
 
+    /// The last connection error when no connection has opened since (the database is unreachable, or a
+    /// ping found a connection lost): how long ago, and what.
+    pub fn connection_error(&self) -> Option<(Duration, String)> {
+        self.inner.shared.current_error()
+    }
+
     /// The engine.
     pub fn engine(&self) -> Engine {
         match self.inner.backend {

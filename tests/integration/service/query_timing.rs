@@ -1,7 +1,8 @@
 //! Query timing (issue 14, points 1 and 2) on real PostgreSQL: every statement on the service's connection,
 //! through `entity::Repo` and through SeaORM, lands exactly once in `db_client_operation_duration_seconds`
 //! under its table, operation and outcome; invented tables and SQL add no series; a statement at or above
-//! `DB_SLOW_QUERY_THRESHOLD` logs one line with its normalized SQL and never its bound values.
+//! `DB_SLOW_QUERY_THRESHOLD` logs one line with its normalized SQL and never its bound values; and
+//! `collex_database_up`, the database-down alert's series.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -308,4 +309,23 @@ async fn a_statement_over_the_threshold_logs_one_line_without_its_bound_values()
     pool.db().query_all_raw(sleep(0.2)).await.expect("slow, unlogged");
     assert_eq!(captured.slow_lines().len(), 3);
     pool.close().await;
+}
+
+/// `collex_database_up`, which the `CollexDatabaseDown` alert of `deploy/prometheus/alerts.yml` watches: 0
+/// while the last connection attempt failed and none opened since, 1 again once one opens.
+#[tokio::test]
+async fn database_up_follows_the_last_connection_attempt() {
+    let db = PgTestDb::new().await;
+    let proxy = super::support::Proxy::start(super::support::upstream(db.url())).await;
+    proxy.cut();
+    let svc = start(super::support::via(pg_config(db.url()), &proxy)).await;
+    let addr = svc.addr();
+    super::support::wait_for_status(addr, "/ready", 503, Duration::from_secs(15)).await;
+    let m = get(addr, "/metrics").await.body;
+    assert_eq!(sample(&m, "collex_database_up"), Some(0.0), "{m}");
+    proxy.restore();
+    super::support::wait_for_status(addr, "/ready", 200, Duration::from_secs(30)).await;
+    let m = get(addr, "/metrics").await.body;
+    assert_eq!(sample(&m, "collex_database_up"), Some(1.0), "{m}");
+    svc.shutdown().await.expect("shutdown");
 }
