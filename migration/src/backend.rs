@@ -72,7 +72,7 @@ pub(crate) trait Backend: Send {
 
     /// Lets go of the connection held across steps, so SeaORM can take it (a Rust migration; the pool may
     /// have a single connection).
-    fn release(&mut self);
+    async fn release(&mut self);
 
     /// Whether a migration's transaction must re-check the history first, because no lock keeps another
     /// runner out meanwhile.

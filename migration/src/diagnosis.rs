@@ -2,8 +2,9 @@
 //! the line and column, and the database's message (with PostgreSQL's SQLSTATE, detail, hint and context).
 //!
 //! Owns the reading of a driver error ([`DbFailure`]), the mapping of an error position to a line of the file,
-//! and, when the database gave no position, finding the failing statement by replaying the file statement by
-//! statement inside a transaction the caller rolls back ([`replay`]). Running migrations is the backends'.
+//! and, when the database gave no position, the failing statement found by counting the statements the server
+//! reported complete before the error ([`run_counted`]). Nothing is ever executed again to diagnose a failure:
+//! a replay would repeat the file's locking and side effects (sequences) against the target database.
 
 use sea_orm::sqlx::{self, AssertSqlSafe, postgres::PgDatabaseError};
 
@@ -124,51 +125,41 @@ pub(crate) fn rust_failed(version: u64, label: String, e: sea_orm::DbErr) -> Mig
     }
 }
 
-/// A PostgreSQL failure of a whole-file query: map the position, or replay to find the statement.
-pub(crate) async fn diagnose_pg(
-    conn: &mut sqlx::PgConnection,
-    version: u64,
-    file: &SqlFile,
-    f: DbFailure,
-) -> MigrateError {
-    let in_file = f
-        .position
-        .and_then(|p| statements::char_pos_to_byte(&file.sql, p))
-        .is_some();
-    if in_file || file.statements.len() <= 1 {
-        let only = if in_file {
-            None
-        } else {
-            file.statements.first().copied()
-        };
-        return failed(version, file, only, f, 0);
-    }
-    let found = replay::<sqlx::Postgres>(conn, file, "BEGIN").await;
-    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-    match found {
-        Some((s, replayed)) => failed(version, file, Some(s), replayed, s.start),
-        None => failed(version, file, None, f, 0),
-    }
-}
-
-/// Runs the file's statements one by one after `begin`; returns the first that fails. The caller rolls back.
-pub(crate) async fn replay<DB>(
+/// Runs `sql` as one simple query on `conn`, counting the statements that completed (the server reports each
+/// one). On failure, returns how many had completed: the failing one is the next, so a failure without a
+/// position is still located without running anything again.
+pub(crate) async fn run_counted<DB>(
     conn: &mut DB::Connection,
-    file: &SqlFile,
-    begin: &'static str,
-) -> Option<(Statement, DbFailure)>
+    sql: String,
+) -> Result<(), (usize, sqlx::Error)>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    sqlx::raw_sql(begin).execute(&mut *conn).await.ok()?;
-    for s in &file.statements {
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.text(&file.sql).to_owned()))
-            .execute(&mut *conn)
-            .await
-        {
-            return Some((*s, DbFailure::from_sqlx(e)));
+    use futures::TryStreamExt;
+    let mut completed = 0usize;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).execute_many(&mut *conn);
+    loop {
+        match results.try_next().await {
+            Ok(Some(_)) => completed += 1,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err((completed, e)),
         }
     }
-    None
+}
+
+/// The failure of a whole file run with [`run_counted`]: the database's position when it gave one (PostgreSQL),
+/// else the statement after the `completed` ones. When neither lands in the file, the error names the file and
+/// says the statement could not be located.
+pub(crate) fn failed_after(version: u64, file: &SqlFile, completed: usize, f: DbFailure) -> MigrateError {
+    let in_file = f
+        .position
+        .and_then(|p| statements::char_pos_to_byte(&file.sql, p))
+        .is_some();
+    let stmt = if in_file {
+        None
+    } else {
+        file.statements.get(completed).copied()
+    };
+    failed(version, file, stmt, f, 0)
 }

@@ -201,7 +201,7 @@ pub enum MigrateError {
     #[error(
         "gave up waiting for the migration lock after {}: another migration run holds it{}; \
          retry later or raise --lock-timeout",
-        humantime::format_duration(*waited),
+        human_ms(*waited),
         holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
     )]
     LockTimeout {
@@ -305,6 +305,12 @@ fn join_lines(errors: &[MigrateError]) -> String {
         .join("\n")
 }
 
+/// A duration as people read it, to the millisecond (`1s 624ms`, not `1s 623us 906ns`).
+fn human_ms(d: Duration) -> humantime::FormattedDuration {
+    let ms = u64::try_from(d.as_micros().saturating_add(500) / 1000).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms))
+}
+
 fn location(line: usize, column: Option<usize>) -> String {
     match (line, column) {
         (0, _) => String::new(),
@@ -316,7 +322,8 @@ fn location(line: usize, column: Option<usize>) -> String {
 fn shorten(statement: &str) -> String {
     const MAX: usize = 400;
     if statement.is_empty() {
-        return "(could not be determined)".to_owned();
+        return "(could not be located: the database gave no position, and nothing is run again to find it)"
+            .to_owned();
     }
     match statement.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{} …", &statement[..cut]),
@@ -340,5 +347,17 @@ impl MigrateError {
             1 => Err(errors.remove(0)),
             _ => Err(Self::Invalid(errors)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_lock_timeout_reads_in_milliseconds() {
+        let e = super::MigrateError::LockTimeout {
+            waited: std::time::Duration::from_nanos(1_623_906_000),
+            holder: None,
+        };
+        assert!(e.to_string().contains("after 1s 624ms:"), "{e}");
     }
 }

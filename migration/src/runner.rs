@@ -437,7 +437,7 @@ impl Migrator {
             ) => file,
             (Body::Sql { rollback: None, .. }, Direction::Down) => return Ok(false),
             (Body::Rust(r), _) => {
-                b.release();
+                b.release().await;
                 let how = (b.dialect(), b.rechecks_history(), b.table());
                 return backend::run_rust(db, how, m, r, direction, &record).await;
             }

@@ -9,7 +9,10 @@
 //! - Every statement of a run goes through one pool connection, checked out at the first and held until the
 //!   run ends or a Rust migration needs it ([`Backend::release`]): one checkout (and health check) per run,
 //!   not per migration.
-//! - The lock is [`PgLock`], an advisory lock on a connection of its own.
+//! - The locks are [`PgLock`], an advisory lock on a connection of its own for the whole run, and the applying
+//!   lock on the held connection (see [`crate::lock`]): a rerun right after a killed runner waits for the
+//!   server to finish the orphaned migration. The held connection never goes back to the pool holding it: it
+//!   is released first, or the connection is closed.
 
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use crate::diagnosis::{self, DbFailure};
 use crate::dialect::Dialect;
 use crate::error::MigrateError;
 use crate::ledger::{self, AppliedRow};
-use crate::lock::{PgLock, Waiting};
+use crate::lock::{self, PgLock, Waiting};
 
 const PG_DROP_ALL: &str = r#"DO $collex$
 DECLARE r record;
@@ -61,6 +64,10 @@ pub(super) struct Pg {
     /// The connection that applies migrations, held across consecutive steps.
     conn: Option<PoolConnection<Postgres>>,
     lock: Option<PgLock>,
+    /// Whether `conn` holds the applying lock.
+    applying: bool,
+    /// The lock timeout of this run, for the applying lock.
+    timeout: Duration,
     /// The history table: unqualified until the lock is taken (reads run no migration, so `search_path` is
     /// the session's own), then qualified with the schema current at that moment.
     table: String,
@@ -72,21 +79,61 @@ impl Pg {
             pool,
             conn: None,
             lock: None,
+            applying: false,
+            timeout: Duration::ZERO,
             table: ledger::TABLE.to_owned(),
         }
     }
 
-    /// The held connection, checked out of the pool the first time.
+    /// The held connection, checked out of the pool the first time; once the run lock is held, with the
+    /// applying lock taken on it.
     async fn conn(&mut self) -> Result<&mut sqlx::PgConnection, MigrateError> {
+        self.conn_reporting(&|_| {}).await.map(|(c, _)| c)
+    }
+
+    async fn conn_reporting(
+        &mut self,
+        on_wait: &(dyn for<'w> Fn(&'w Waiting) + Send + Sync),
+    ) -> Result<(&mut sqlx::PgConnection, Option<Duration>), MigrateError> {
+        let mut waited = None;
         let conn = match self.conn.take() {
             Some(c) => c,
-            None => self
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| MigrateError::db("acquiring a connection", e))?,
+            None => {
+                let mut c = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(|e| MigrateError::db("acquiring a connection", e))?;
+                if self.lock.is_some() {
+                    waited = lock::hold_applying(&mut c, self.timeout, on_wait).await?;
+                    self.applying = true;
+                }
+                c
+            }
         };
-        Ok(&mut **self.conn.insert(conn))
+        Ok((&mut **self.conn.insert(conn), waited))
+    }
+
+    /// Gives the held connection back to the pool without the applying lock (or closes it when the lock
+    /// cannot be released).
+    async fn give_back(&mut self) {
+        if let Some(mut c) = self.conn.take()
+            && std::mem::take(&mut self.applying)
+            && !lock::release_applying(&mut c).await
+        {
+            c.close_on_drop();
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // A run dropped part-way (a cancelled future): the applying lock must not stay in the pool.
+        if self.applying
+            && let Some(c) = self.conn.as_mut()
+        {
+            c.close_on_drop();
+        }
     }
 }
 
@@ -99,8 +146,15 @@ impl Backend for Pg {
     ) -> Result<Option<Duration>, MigrateError> {
         let (lock, waited) = PgLock::acquire(&self.pool, timeout, on_wait).await?;
         self.lock = Some(lock);
+        self.timeout = timeout;
+        // A connection held from before the lock (none today) takes the applying lock too.
+        self.give_back().await;
+        let (conn, waited_applying) = self.conn_reporting(on_wait).await?;
+        let waited = match (waited, waited_applying) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         // Resolved before any migration runs: one may `SET search_path` on this session.
-        let conn = self.conn().await?;
         let schema: Option<String> =
             sqlx::raw_sql("SELECT pg_catalog.quote_ident(pg_catalog.current_schema())")
                 .fetch_one(&mut *conn)
@@ -113,6 +167,7 @@ impl Backend for Pg {
     }
 
     async fn unlock(&mut self) {
+        self.give_back().await;
         if let Some(lock) = self.lock.take() {
             lock.release().await;
         }
@@ -155,9 +210,14 @@ impl Backend for Pg {
             // The newline ends a trailing `--` comment; the extra `;` is harmless.
             let sql = format!("{}\n;\n{record_sql}", file.sql);
             let conn = self.conn().await?;
-            return match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                Ok(_) => Ok(true),
-                Err(e) => Err(diagnosis::diagnose_pg(conn, version, file, DbFailure::from_sqlx(e)).await),
+            return match diagnosis::run_counted::<Postgres>(conn, sql).await {
+                Ok(()) => Ok(true),
+                Err((completed, e)) => Err(diagnosis::failed_after(
+                    version,
+                    file,
+                    completed,
+                    DbFailure::from_sqlx(e),
+                )),
             };
         }
         let t = self.table.clone();
@@ -174,8 +234,8 @@ impl Backend for Pg {
             .map_err(|e| MigrateError::db(context, e))
     }
 
-    fn release(&mut self) {
-        self.conn = None;
+    async fn release(&mut self) {
+        self.give_back().await;
     }
 
     fn rechecks_history(&self) -> bool {

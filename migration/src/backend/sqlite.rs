@@ -3,8 +3,8 @@
 //! - SQLite has no advisory lock. Each transactional step runs in `BEGIN IMMEDIATE` (SQLite's database-wide
 //!   write lock, waited for up to the connection's busy timeout) and first re-checks the history, skipping a
 //!   migration another runner recorded meanwhile; then the file, the history row, `COMMIT`.
-//! - When a transactional file fails, SQLite gives no position: the file is replayed statement by statement
-//!   in a transaction that is rolled back, only to name the failing statement.
+//! - When a transactional file fails, SQLite gives no position: the failing statement is the one after those
+//!   the driver reported complete (nothing runs again).
 //! - A `-- migrate:no-transaction` file runs statement by statement, its history row written first with
 //!   `success = false` and flipped on success, as on PostgreSQL.
 //! - Each step takes a connection from the pool for its duration.
@@ -41,8 +41,8 @@ fn exec(sql: String) -> sqlx::RawSql {
 enum Outcome {
     /// Ran and recorded (`true`), or skipped because another runner had done it (`false`).
     Done(bool),
-    /// The file failed with this error.
-    FileFailed(DbFailure),
+    /// The file failed with this error after that many of its statements completed.
+    FileFailed(usize, DbFailure),
 }
 
 #[async_trait]
@@ -111,8 +111,10 @@ impl Backend for Lite {
             if present != (direction == Direction::Down) {
                 return Ok(Outcome::Done(false));
             }
-            if let Err(e) = exec(file.sql.clone()).execute(&mut *conn).await {
-                return Ok(Outcome::FileFailed(DbFailure::from_sqlx(e)));
+            if let Err((completed, e)) =
+                diagnosis::run_counted::<sqlx::Sqlite>(&mut conn, file.sql.clone()).await
+            {
+                return Ok(Outcome::FileFailed(completed, DbFailure::from_sqlx(e)));
             }
             let record_sql = match finish {
                 Finish::Insert(r) => ledger::insert(
@@ -139,15 +141,9 @@ impl Backend for Lite {
                     .map_err(|e| MigrateError::db("committing the migration", e))?;
                 Ok(ran)
             }
-            Ok(Outcome::FileFailed(failure)) => {
+            Ok(Outcome::FileFailed(completed, failure)) => {
                 let _ = exec("ROLLBACK".to_owned()).execute(&mut *conn).await;
-                // Name the statement: replay one by one in a transaction that is rolled back.
-                let found = diagnosis::replay::<sqlx::Sqlite>(&mut *conn, file, "BEGIN").await;
-                let _ = exec("ROLLBACK".to_owned()).execute(&mut *conn).await;
-                Err(match found {
-                    Some((s, f)) => diagnosis::failed(version, file, Some(s), f, s.start),
-                    None => diagnosis::failed(version, file, None, failure, 0),
-                })
+                Err(diagnosis::failed_after(version, file, completed, failure))
             }
             Err(err) => {
                 let _ = exec("ROLLBACK".to_owned()).execute(&mut *conn).await;
@@ -164,7 +160,7 @@ impl Backend for Lite {
             .map_err(|e| MigrateError::db(context, e))
     }
 
-    fn release(&mut self) {}
+    async fn release(&mut self) {}
 
     fn rechecks_history(&self) -> bool {
         true

@@ -51,3 +51,48 @@ async fn eight_concurrent_runners_on_an_empty_database_apply_each_migration_exac
         assert!(super::support::exists(&db, &format!("t{v}")).await);
     }
 }
+
+/// Waits until a backend other than `db`'s own runs a query containing `needle`.
+async fn wait_for_query(db: &sea_orm::DatabaseConnection, needle: &str) {
+    let sql = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%{needle}%'"
+    );
+    for _ in 0..600 {
+        if text(db, &sql).await.as_deref() != Some("0") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no backend ran {needle} within 30 s");
+}
+
+#[tokio::test]
+async fn a_rerun_right_after_kill_9_waits_for_the_orphaned_migration_and_ends_with_exit_0() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.pair(
+        1,
+        "slow",
+        "SELECT pg_sleep(2);\nCREATE TABLE slow (id int);",
+        "DROP TABLE slow;",
+    );
+    dir.pair(2, "t2", "CREATE TABLE t2 (id int);", "DROP TABLE t2;");
+
+    let mut child = command(pg.url(), dir.path(), &["up"])
+        .spawn()
+        .expect("start the runner");
+    wait_for_query(&db, "pg_sleep(2)").await;
+    // SIGKILL: the runner's connections close, the server still runs migration 1's query.
+    child.start_kill().expect("kill -9");
+    child.wait().await.expect("reaped");
+
+    let out: Run = command(pg.url(), dir.path(), &["up"])
+        .output()
+        .await
+        .expect("rerun")
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(history(&db).await, vec![1, 2]);
+}

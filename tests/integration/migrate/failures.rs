@@ -194,3 +194,49 @@ async fn a_failed_migration_keeps_the_database_error_as_its_source() {
     };
     assert_eq!(db_err.code().as_deref(), Some("42703"), "undefined column");
 }
+
+#[tokio::test]
+async fn a_lock_timeout_is_reported_without_running_the_file_again() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.pair(
+        1,
+        "t",
+        "CREATE TABLE t (id int);\nCREATE SEQUENCE runs;",
+        "DROP TABLE t;",
+    );
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // Another session holds the table; the migration's ALTER gives up on lock_timeout (no error position).
+    let holder = pg.connect().await;
+    let txn = sea_orm::TransactionTrait::begin(&holder).await.expect("begin");
+    sea_orm::ConnectionTrait::execute_unprepared(&txn, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock t");
+    // A sequence ignores rollback: its value counts how often the file ran.
+    dir.pair(
+        2,
+        "alter",
+        "SET lock_timeout = '300ms';\nSELECT nextval('runs');\nALTER TABLE t ADD COLUMN x int;",
+        "SELECT 1;",
+    );
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    txn.rollback().await.expect("release t");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("lock timeout"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("statement: ALTER TABLE t ADD COLUMN x int"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        super::support::text(&db, "SELECT last_value::text FROM runs")
+            .await
+            .as_deref(),
+        Some("1"),
+        "the file ran once"
+    );
+    assert_eq!(history(&db).await, vec![1]);
+}
