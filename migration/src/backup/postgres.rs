@@ -281,7 +281,7 @@ pub(super) async fn backup(
         .await?;
     let result = async {
         let version = schema_version(&mut *b).await?;
-        b.release();
+        b.release().await;
         let (name, created_at) = new_name(&t.database, version, "dump");
         let path = options.dir.join(&name);
         let partial = options.dir.join(format!("{name}.partial"));

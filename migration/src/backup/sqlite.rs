@@ -49,7 +49,7 @@ pub(super) async fn backup(
         .map_or_else(|| "sqlite".to_owned(), |n| n.to_string_lossy().into_owned());
     let mut b = backend::choose::for_connection(db)?;
     let version = schema_version(&mut *b).await?;
-    b.release();
+    b.release().await;
     drop(b);
     let pool = db.get_sqlite_connection_pool();
     let sqlite_version: String = sqlx::query("SELECT sqlite_version()")
