@@ -118,6 +118,10 @@ pub trait Behaviours:
     const TABLE: &'static str;
     /// Indexes declared on the entity with `#[index(...)]`.
     const INDEXES: &'static [IndexDef];
+    /// Unique columns declared `#[global_unique(..)]`: unique across every business (the spec's phone and
+    /// e-mail). Every other unique key of a business-scoped table is unique per business (`business_id`
+    /// leads it), which is what lets the table be distributed by `business_id`.
+    const GLOBAL_UNIQUE: &'static [&'static str] = &[];
     /// `(created_by, updated_by)` when the entity is [`AuditableEntity`].
     fn audit_columns() -> Option<(Self::Column, Self::Column)>;
     /// `deleted_at` when the entity is [`SoftDeletable`].

@@ -99,8 +99,9 @@ pub enum EntityError {
     /// A foreign key refused the write: the row it names does not exist (or, on a delete, rows still
     /// name this one).
     #[error(
-        "{entity}: foreign key {constraint} is violated: {table}({}) must name an existing row of {references}",
-        columns.join(", ")
+        "{entity}: foreign key {constraint} is violated: {table}({}) must name an existing row of {references}{}",
+        columns.join(", "),
+        same_business(columns)
     )]
     ForeignKeyViolation {
         /// Table name of the repository that wrote.
@@ -137,5 +138,15 @@ impl EntityError {
     /// Whether retrying the read-modify-write can succeed (a lost optimistic-locking race).
     pub fn is_stale(&self) -> bool {
         matches!(self, Self::StaleVersion { .. })
+    }
+}
+
+/// The cause a composite tenant key adds to a foreign-key violation: the row named may exist, but in another
+/// business (`(business_id, x_id) → (business_id, id)` refuses a link across businesses).
+fn same_business(columns: &[String]) -> &'static str {
+    if columns.len() > 1 && columns.first().is_some_and(|c| c == "business_id") {
+        " of the same business (a row may not link two businesses)"
+    } else {
+        ""
     }
 }

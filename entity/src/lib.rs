@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod prelude;
 pub mod registry;
 pub mod repo;
+pub mod scoped;
 mod violation;
 
 /// The repository README's Rust examples, compiled by `cargo test -p entity --doc` so they stay true.
@@ -30,6 +31,7 @@ pub use entity_macros::behaviour;
 pub use error::EntityError;
 pub use exec::{Direct, Executor, Observation, Observer, Op, OpKind, Outcome, Output, Want};
 pub use repo::{AlsoRelated, BulkUpdate, Query, Repo, WithRelated};
+pub use scoped::Scoped;
 
 /// Re-exports the generated code refers to; not part of the public API.
 #[doc(hidden)]

@@ -13,6 +13,9 @@ pub struct EntityMeta {
     pub table: &'static str,
     /// Indexes declared with `#[index(...)]`.
     pub indexes: &'static [IndexDef],
+    /// Unique columns declared `#[global_unique(..)]` (unique across businesses; every other unique key of a
+    /// business-scoped table is per business).
+    pub global_unique: &'static [&'static str],
     /// Whether rows are soft-deleted (unique constraints then become partial: `WHERE deleted_at IS NULL`).
     pub soft_deletable: bool,
     /// Whether rows carry `business_id` (then indexed).
@@ -41,6 +44,7 @@ impl EntityMeta {
         Self {
             table: E::TABLE,
             indexes: E::INDEXES,
+            global_unique: E::GLOBAL_UNIQUE,
             soft_deletable: E::deleted_at_column().is_some(),
             business_scoped: E::business_id_column().is_some(),
             versioned: E::version_column().is_some(),

@@ -49,6 +49,46 @@ pub struct Table {
     pub foreign_keys: Vec<ForeignKey>,
     /// Indexes other than the primary key's, unique ones included.
     pub indexes: Vec<Index>,
+    /// Row-level security (PostgreSQL; always off on SQLite, which has none).
+    pub row_security: RowSecurity,
+}
+
+/// A table's row-level security: whether it is enabled, forced on the table's owner too, and its policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RowSecurity {
+    /// `ENABLE ROW LEVEL SECURITY`.
+    pub enabled: bool,
+    /// `FORCE ROW LEVEL SECURITY`: the owner is held to the policies too (superusers and `BYPASSRLS` roles
+    /// never are).
+    pub forced: bool,
+    /// Policies, by name.
+    pub policies: Vec<Policy>,
+}
+
+impl RowSecurity {
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
+
+/// A permissive row-level security policy for every command and every role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Policy name (unique per table).
+    pub name: String,
+    /// `USING`: which existing rows are visible (and may be updated or deleted).
+    pub using: Option<String>,
+    /// `WITH CHECK`: which new rows may be written.
+    pub check: Option<String>,
+}
+
+impl Policy {
+    /// Whether two policies have the same expressions (compared canonically, as PostgreSQL rewrites them).
+    pub fn same_definition(&self, other: &Self) -> bool {
+        let canon = |e: &Option<String>| e.as_deref().map(canonical_expr);
+        canon(&self.using) == canon(&other.using) && canon(&self.check) == canon(&other.check)
+    }
 }
 
 impl Table {

@@ -9,6 +9,7 @@ pub mod migrations;
 pub mod pool;
 pub mod server;
 pub mod system;
+pub mod tenancy;
 
 pub use app::{AppState, Running, StartError, start};
 pub use migrations::{FailureKind, MigrateFailure, MigrationState, Migrations, NotWired, Runner};

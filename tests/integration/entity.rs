@@ -3,7 +3,7 @@
 mod base;
 mod cache;
 mod example;
-mod fixtures;
+pub(crate) mod fixtures;
 mod owned;
 mod query;
 mod randomized;

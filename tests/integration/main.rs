@@ -8,4 +8,5 @@ mod migrate;
 mod replicas;
 mod schema;
 mod service;
+mod tenant;
 mod typescript;

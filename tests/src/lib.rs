@@ -112,6 +112,43 @@ impl PgTestDb {
     }
 }
 
+/// The application role the row-level security tests connect as, as the README's "Roles" describes it:
+/// `LOGIN NOSUPERUSER NOBYPASSRLS`, owning no table (the tables stay the migrating superuser's).
+pub const APP_ROLE: &str = "collex_test_app";
+
+impl PgTestDb {
+    /// A pool of `max` connections to this database logged in as [`APP_ROLE`], after creating the role (once
+    /// per cluster) and giving it the grants the README lists: data access on the tables, nothing more.
+    ///
+    /// # Panics
+    /// When the role cannot be created or granted, or the database cannot be reached as it.
+    pub async fn connect_as_app(&self, max: u32) -> DatabaseConnection {
+        use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        use std::str::FromStr;
+        let owner = self.connect().await;
+        // Concurrent tests may race to create the role: either error means it exists.
+        let setup = format!(
+            "DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+             GRANT USAGE ON SCHEMA public TO {APP_ROLE}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}; \
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+        );
+        if let Err(e) = owner.execute_unprepared(&setup).await {
+            panic!("cannot set up the application role {APP_ROLE}: {e}");
+        }
+        let _ = owner.close().await;
+        let opts = match PgConnectOptions::from_str(&self.url) {
+            Ok(o) => o.username(APP_ROLE),
+            Err(e) => panic!("TEST_DATABASE_URL: {e}"),
+        };
+        match PgPoolOptions::new().max_connections(max).connect_with(opts).await {
+            Ok(pool) => sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            Err(e) => panic!("cannot connect to {} as {APP_ROLE}: {e}", self.name),
+        }
+    }
+}
+
 impl Drop for PgTestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
@@ -202,6 +239,23 @@ pub fn migrations_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("migrations")
+}
+
+/// How many versions the repository's `migrations/` holds (forward files, every variant counted once).
+pub fn repo_migration_versions() -> usize {
+    let mut versions: Vec<String> = std::fs::read_dir(migrations_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql") && !n.contains("_rollback"))
+                .filter_map(|n| n.split('_').next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.dedup();
+    versions.len()
 }
 
 /// Applies the repository's `migrations/` (with the Rust migrations, the variants of `db`'s backend and

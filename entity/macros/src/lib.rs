@@ -11,7 +11,8 @@
 //!   (the repository refuses a caller's write to any of them) and a decoder that reads a row by position;
 //! - for `BusinessScoped`, the `belongs_to businesses` relation (`Related<businesses::Entity>`) and its
 //!   foreign key `business_id → businesses.id ON DELETE CASCADE`, so a scoped entity cannot forget them;
-//! - records the indexes declared with `#[index(...)]` next to the fields;
+//! - records the indexes declared with `#[index(...)]` next to the fields, and the unique columns declared
+//!   `#[global_unique(a, b)]` (unique across businesses, not per business: see `Behaviours::GLOBAL_UNIQUE`);
 //! - implements `ActiveModelBehavior` so direct `ActiveModel` writes stamp ids and timestamps too.
 //!
 //! One line per behaviour: `#[behaviour(SoftDeletable)]` lines stack, or list several in one attribute.
@@ -179,12 +180,22 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
     // Later `#[behaviour(..)]` lines are still plain attributes here: fold them into this expansion.
     let mut rest = Vec::new();
     let mut indexes = Vec::new();
+    let mut global_unique: Vec<(String, Span)> = Vec::new();
     for a in std::mem::take(&mut item.attrs) {
         if is_behaviour_attr(&a) {
             let list = a.meta.require_list()?;
             parse_names(list.tokens.clone(), &mut set)?;
         } else if a.path().is_ident("index") {
             indexes.push(parse_index(&a)?);
+        } else if a.path().is_ident("global_unique") {
+            a.parse_nested_meta(|col| {
+                let ident = col
+                    .path
+                    .get_ident()
+                    .ok_or_else(|| col.error("expected a column name"))?;
+                global_unique.push((ident.to_string(), ident.span()));
+                Ok(())
+            })?;
         } else {
             rest.push(a);
         }
@@ -224,6 +235,15 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
         declared.insert(name);
     }
     let owned: Vec<(&str, &str)> = OWNED.into_iter().filter(|(_, b)| has(b)).collect();
+    for (c, span) in &global_unique {
+        if !declared.contains(c) {
+            return Err(syn::Error::new(
+                *span,
+                format!("#[global_unique] names column `{c}`, which the model does not have"),
+            ));
+        }
+    }
+    let global_unique_names: Vec<&String> = global_unique.iter().map(|(c, _)| c).collect();
     for idx in &indexes {
         for c in &idx.columns {
             if !declared.contains(c) && !owned.iter().any(|(r, _)| r == c) {
@@ -341,6 +361,7 @@ fn expand(args: TokenStream2, mut item: DeriveInput) -> syn::Result<TokenStream2
         impl ::entity::Behaviours for Entity {
             const TABLE: &'static str = #table;
             const INDEXES: &'static [::entity::IndexDef] = &[#(#index_defs),*];
+            const GLOBAL_UNIQUE: &'static [&'static str] = &[#(#global_unique_names),*];
             fn audit_columns() -> Option<(Column, Column)> { #audit_cols }
             fn deleted_at_column() -> Option<Column> { #deleted_col }
             fn business_id_column() -> Option<Column> { #business_col }

@@ -8,6 +8,8 @@ use ts_rs::TS;
 #[crate::behaviour(BaseModel)]
 #[behaviour(SoftDeletable)]
 #[behaviour(BusinessScoped)]
+// A session is found by its token before its business is known: the hash is unique everywhere.
+#[global_unique(token_hash)]
 #[index(
     name = "idx_user_sessions_user_active",
     columns(user_id, is_active),

@@ -10,6 +10,8 @@ use ts_rs::TS;
 #[behaviour(SoftDeletable)]
 #[behaviour(BusinessScoped)]
 #[behaviour(Versioned)]
+// The spec's uniqueness is global: one account per phone number and e-mail across every business.
+#[global_unique(phone_number, email)]
 #[index(
     name = "idx_users_phone_status",
     columns(phone_number, status),

@@ -5,7 +5,7 @@
 //! `ADD COLUMN IF NOT EXISTS`), so a database that auto-migrate already brought forward applies a generated
 //! migration cleanly. Identifiers are quoted only when they need it, to keep generated files readable.
 
-use super::{Column, Dialect, ForeignKey, Index, Table};
+use super::{Column, Dialect, ForeignKey, Index, RowSecurity, Table};
 
 /// Words that must be quoted as identifiers in either dialect (the common reserved ones).
 const RESERVED: &[&str] = &[
@@ -246,6 +246,46 @@ pub fn updated_at_trigger_pg(table: &str) -> String {
          END IF;\nEND\n$$;",
         ident(table)
     )
+}
+
+/// PostgreSQL statements that bring a table's row-level security from `from` to `to`: policies that go or
+/// change are dropped, then enabling and forcing set, then new or changed policies created (nothing on SQLite,
+/// which has no row-level security).
+pub fn row_security(table: &str, from: &RowSecurity, to: &RowSecurity, dialect: Dialect) -> Vec<String> {
+    if dialect != Dialect::Postgres {
+        return Vec::new();
+    }
+    let t = ident(table);
+    let mut out = Vec::new();
+    for p in &from.policies {
+        if to.policy(&p.name).is_none() {
+            out.push(format!("DROP POLICY IF EXISTS {} ON {t};", ident(&p.name)));
+        }
+    }
+    if from.enabled != to.enabled {
+        let verb = if to.enabled { "ENABLE" } else { "DISABLE" };
+        out.push(format!("ALTER TABLE {t} {verb} ROW LEVEL SECURITY;"));
+    }
+    if from.forced != to.forced {
+        let verb = if to.forced { "FORCE" } else { "NO FORCE" };
+        out.push(format!("ALTER TABLE {t} {verb} ROW LEVEL SECURITY;"));
+    }
+    for p in &to.policies {
+        if from.policy(&p.name).is_none_or(|o| !o.same_definition(p)) {
+            // Dropped first whatever `from` says: a database auto-migrate already brought forward has it.
+            out.push(format!("DROP POLICY IF EXISTS {} ON {t};", ident(&p.name)));
+            let mut s = format!("CREATE POLICY {} ON {t}", ident(&p.name));
+            if let Some(using) = &p.using {
+                s.push_str(&format!(" USING ({using})"));
+            }
+            if let Some(check) = &p.check {
+                s.push_str(&format!(" WITH CHECK ({check})"));
+            }
+            s.push(';');
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// PostgreSQL statements that turn column `from` into `to` (type, nullability, default).

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{Column, Dialect, ForeignKey, Index, Schema, Table, canonical_expr, ddl};
+use super::{Column, Dialect, ForeignKey, Index, RowSecurity, Schema, Table, canonical_expr, ddl};
 
 /// Tables and indexes that exist on purpose although no entity declares them.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,74 @@ pub struct IndexDifference {
     pub found: Index,
 }
 
+/// A primary key that differs from the declared one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrimaryKeyDifference {
+    /// The table.
+    pub table: String,
+    /// What the entities declare.
+    pub expected: Vec<String>,
+    /// What the database has.
+    pub found: Vec<String>,
+}
+
+/// Row-level security that differs from the declared one (not enabled, not forced, a policy missing,
+/// different or extra).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowSecurityDifference {
+    /// The table.
+    pub table: String,
+    /// What the entities declare.
+    pub expected: RowSecurity,
+    /// What the database has.
+    pub found: RowSecurity,
+}
+
+impl RowSecurityDifference {
+    /// One line per aspect that differs.
+    pub fn lines(&self) -> Vec<String> {
+        let (e, f, t) = (&self.expected, &self.found, &self.table);
+        let mut out = Vec::new();
+        let word = |on: bool| if on { "on" } else { "off" };
+        if e.enabled != f.enabled {
+            out.push(format!(
+                "row-level security of {t}: expected {}, found {}",
+                word(e.enabled),
+                word(f.enabled)
+            ));
+        }
+        if e.forced != f.forced {
+            out.push(format!(
+                "row-level security of {t} not {}: expected FORCE {}, found {} (the table's owner {} the policies)",
+                if e.forced { "forced" } else { "unforced" },
+                word(e.forced),
+                word(f.forced),
+                if f.forced { "is held to" } else { "bypasses" }
+            ));
+        }
+        for p in &e.policies {
+            match f.policy(&p.name) {
+                None => out.push(format!("missing policy {} on {t}", p.name)),
+                Some(found) if !p.same_definition(found) => out.push(format!(
+                    "policy {} on {t} differs: expected USING ({}) WITH CHECK ({}), found USING ({}) WITH CHECK ({})",
+                    p.name,
+                    opt(p.using.as_deref()),
+                    opt(p.check.as_deref()),
+                    opt(found.using.as_deref()),
+                    opt(found.check.as_deref())
+                )),
+                Some(_) => {}
+            }
+        }
+        for p in &f.policies {
+            if e.policy(&p.name).is_none() {
+                out.push(format!("extra policy {} on {t}", p.name));
+            }
+        }
+        out
+    }
+}
+
 /// A foreign key, named by its table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ForeignKeyRef {
@@ -78,6 +146,10 @@ pub struct Drift {
     pub extra_columns: Vec<ColumnRef>,
     /// Type, nullability and default differences.
     pub column_differences: Vec<ColumnDifference>,
+    /// Primary keys whose columns differ.
+    pub primary_key_differences: Vec<PrimaryKeyDifference>,
+    /// Row-level security that differs (PostgreSQL).
+    pub row_security_differences: Vec<RowSecurityDifference>,
     /// Declared indexes the database lacks.
     pub missing_indexes: Vec<Index>,
     /// Indexes on entity tables that nothing declares.
@@ -98,6 +170,8 @@ impl Drift {
             && self.missing_columns.is_empty()
             && self.extra_columns.is_empty()
             && self.column_differences.is_empty()
+            && self.primary_key_differences.is_empty()
+            && self.row_security_differences.is_empty()
             && self.missing_indexes.is_empty()
             && self.extra_indexes.is_empty()
             && self.index_differences.is_empty()
@@ -125,6 +199,17 @@ impl Drift {
                 "column {}.{} {}: expected {}, found {}",
                 d.table, d.column, d.aspect, d.expected, d.found
             ));
+        }
+        for p in &self.primary_key_differences {
+            out.push(format!(
+                "primary key of {} differs: expected ({}), found ({})",
+                p.table,
+                p.expected.join(", "),
+                p.found.join(", ")
+            ));
+        }
+        for r in &self.row_security_differences {
+            out.extend(r.lines());
         }
         for i in &self.missing_indexes {
             out.push(format!("missing index {} on {}", i.name, describe(i)));
@@ -188,6 +273,8 @@ pub fn drift(expected: &Schema, actual: &Schema, known: &Known, dialect: Dialect
         missing_columns: Vec::new(),
         extra_columns: Vec::new(),
         column_differences: Vec::new(),
+        primary_key_differences: Vec::new(),
+        row_security_differences: Vec::new(),
         missing_indexes: Vec::new(),
         extra_indexes: Vec::new(),
         index_differences: Vec::new(),
@@ -239,6 +326,29 @@ fn compare_table(e: &Table, a: &Table, known: &Known, d: &mut Drift) {
             diff("default", opt(ec.default.as_deref()), opt(ac.default.as_deref()));
         }
     }
+    if e.primary_key != a.primary_key {
+        d.primary_key_differences.push(PrimaryKeyDifference {
+            table: e.name.clone(),
+            expected: e.primary_key.clone(),
+            found: a.primary_key.clone(),
+        });
+    }
+    let same_policies = e.row_security.policies.len() == a.row_security.policies.len()
+        && e.row_security.policies.iter().all(|p| {
+            a.row_security
+                .policy(&p.name)
+                .is_some_and(|found| p.same_definition(found))
+        });
+    if e.row_security.enabled != a.row_security.enabled
+        || e.row_security.forced != a.row_security.forced
+        || !same_policies
+    {
+        d.row_security_differences.push(RowSecurityDifference {
+            table: e.name.clone(),
+            expected: e.row_security.clone(),
+            found: a.row_security.clone(),
+        });
+    }
     for ac in &a.columns {
         if e.column(&ac.name).is_none() {
             d.extra_columns.push(ColumnRef {
@@ -282,6 +392,15 @@ fn compare_table(e: &Table, a: &Table, known: &Known, d: &mut Drift) {
     }
 }
 
+/// One table of [`Change::RebuildTables`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rebuild {
+    /// As the database has it.
+    pub from: Table,
+    /// As the entities declare it.
+    pub to: Table,
+}
+
 /// One schema change a migration makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -316,6 +435,38 @@ pub enum Change {
         table: String,
         /// The foreign key.
         foreign_key: ForeignKey,
+    },
+    /// A foreign key that no entity declares, dropped (a declared one replaces it; not additive).
+    DropForeignKey {
+        /// The table.
+        table: String,
+        /// The foreign key as the database has it.
+        foreign_key: ForeignKey,
+    },
+    /// A primary key whose columns change (not additive). PostgreSQL only: SQLite rebuilds the table.
+    SetPrimaryKey {
+        /// The table.
+        table: String,
+        /// As the database has it.
+        from: Vec<String>,
+        /// As the entities declare it.
+        to: Vec<String>,
+    },
+    /// SQLite: tables whose primary key or foreign keys change, rebuilt with their rows (SQLite alters
+    /// neither in place), parents first; tables that reference a rebuilt table are rebuilt with it, so no
+    /// `DROP TABLE` cascades into a child's rows.
+    RebuildTables {
+        /// Each table as the database has it and as the entities declare it.
+        tables: Vec<Rebuild>,
+    },
+    /// Row-level security brought to the declared state: enabled, forced, policies (PostgreSQL; not additive).
+    SetRowSecurity {
+        /// The table.
+        table: String,
+        /// As the database has it.
+        from: RowSecurity,
+        /// As the entities declare it.
+        to: RowSecurity,
     },
     /// A new index.
     CreateIndex {
@@ -354,6 +505,25 @@ impl Change {
             Self::AddForeignKey { table, foreign_key } => {
                 format!("add foreign key {table} ({})", foreign_key.columns.join(", "))
             }
+            Self::DropForeignKey { table, foreign_key } => {
+                format!("drop foreign key {table} ({})", foreign_key.columns.join(", "))
+            }
+            Self::SetPrimaryKey { table, to, .. } => {
+                format!("primary key of {table} becomes ({})", to.join(", "))
+            }
+            Self::RebuildTables { tables } => format!(
+                "rebuild {} with new keys",
+                tables
+                    .iter()
+                    .map(|r| r.to.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Self::SetRowSecurity { table, to, .. } => format!(
+                "row-level security of {table}: {}{}",
+                if to.enabled { "enabled" } else { "disabled" },
+                if to.forced { ", forced" } else { "" }
+            ),
             Self::CreateIndex { index } => format!("create index {} on {}", index.name, index.table),
             Self::DropIndex { index } => format!("drop index {} on {}", index.name, index.table),
             Self::ReplaceIndex { to, .. } => format!("replace index {} on {}", to.name, to.table),
@@ -369,6 +539,12 @@ impl Change {
                 if dialect == Dialect::Postgres && table.column("updated_at").is_some() {
                     out.push(ddl::updated_at_trigger_pg(&table.name));
                 }
+                out.extend(ddl::row_security(
+                    &table.name,
+                    &RowSecurity::default(),
+                    &table.row_security,
+                    dialect,
+                ));
                 out
             }
             Self::AddColumn { table, column, .. } if dialect == Dialect::Sqlite && needs_default(column) => {
@@ -402,6 +578,13 @@ impl Change {
                     foreign_key.columns.join(", ")
                 )],
             },
+            Self::DropForeignKey { table, foreign_key } => drop_foreign_key(table, foreign_key, dialect),
+            Self::SetPrimaryKey { table, to, .. } => set_primary_key(table, to, dialect),
+            Self::RebuildTables { tables } => {
+                let pairs: Vec<(&Table, &Table)> = tables.iter().map(|r| (&r.from, &r.to)).collect();
+                rebuild(&pairs, dialect)
+            }
+            Self::SetRowSecurity { table, from, to } => ddl::row_security(table, from, to, dialect),
             Self::CreateIndex { index } => vec![ddl::create_index(index)],
             Self::DropIndex { index } => vec![ddl::drop_index(&index.name)],
             Self::ReplaceIndex { from, to } => vec![ddl::drop_index(&from.name), ddl::create_index(to)],
@@ -428,11 +611,115 @@ impl Change {
                 )],
                 Dialect::Sqlite => Vec::new(),
             },
+            Self::DropForeignKey { table, foreign_key } => match dialect {
+                Dialect::Postgres => vec![format!(
+                    "ALTER TABLE {} ADD {};",
+                    ddl::ident(table),
+                    fk_clause(foreign_key)
+                )],
+                Dialect::Sqlite => Vec::new(),
+            },
+            Self::SetPrimaryKey { table, from, .. } => set_primary_key(table, from, dialect),
+            Self::RebuildTables { tables } => {
+                let pairs: Vec<(&Table, &Table)> = tables.iter().map(|r| (&r.to, &r.from)).collect();
+                rebuild(&pairs, dialect)
+            }
+            Self::SetRowSecurity { table, from, to } => ddl::row_security(table, to, from, dialect),
             Self::CreateIndex { index } => vec![ddl::drop_index(&index.name)],
             Self::DropIndex { index } => vec![ddl::create_index(index)],
             Self::ReplaceIndex { from, to } => vec![ddl::drop_index(&to.name), ddl::create_index(from)],
         }
     }
+}
+
+fn drop_foreign_key(table: &str, fk: &ForeignKey, dialect: Dialect) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => vec![format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};",
+            ddl::ident(table),
+            ddl::ident(&fk.name)
+        )],
+        Dialect::Sqlite => vec![format!(
+            "-- SQLite cannot drop a foreign key of {table} ({}) in place; rebuild the table by hand",
+            fk.columns.join(", ")
+        )],
+    }
+}
+
+/// The primary key of `table` replaced by one on `columns`. The constraint keeps PostgreSQL's name for an
+/// inline primary key (`<table>_pkey`), which is how every generated table was created; a table whose key is
+/// named otherwise makes the statement fail rather than end up with two keys.
+fn set_primary_key(table: &str, columns: &[String], dialect: Dialect) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => vec![format!(
+            "ALTER TABLE {t} DROP CONSTRAINT {k}, ADD CONSTRAINT {k} PRIMARY KEY ({});",
+            columns
+                .iter()
+                .map(|c| ddl::ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t = ddl::ident(table),
+            k = ddl::ident(&format!("{table}_pkey")),
+        )],
+        Dialect::Sqlite => vec![format!(
+            "-- SQLite cannot change the primary key of {table} in place; rebuild the table by hand"
+        )],
+    }
+}
+
+/// SQLite: each table of `pairs` (`(as it is, as it becomes)`, parents first) copied aside, dropped children
+/// first, created anew with its indexes parents first, and filled again with the columns both shapes have.
+/// Rows that break a new key (a link across businesses) make the `INSERT` fail, and the whole migration with it.
+fn rebuild(pairs: &[(&Table, &Table)], dialect: Dialect) -> Vec<String> {
+    if dialect != Dialect::Sqlite {
+        return vec![
+            "-- rebuilding tables is SQLite's way to change keys; PostgreSQL alters them".to_owned(),
+        ];
+    }
+    let aside = |t: &Table| ddl::ident(&format!("_collex_rebuild_{}", t.name));
+    let mut out = Vec::new();
+    for (from, _) in pairs {
+        out.push(format!(
+            "CREATE TEMP TABLE {} AS SELECT * FROM {};",
+            aside(from),
+            ddl::ident(&from.name)
+        ));
+    }
+    for (from, _) in pairs.iter().rev() {
+        out.push(ddl::drop_table(&from.name));
+    }
+    for (from, to) in pairs {
+        let mut to = (*to).clone();
+        for (i, fk) in to.foreign_keys.iter_mut().enumerate() {
+            // SQLite does not keep foreign-key names: a table read back from it gets one to write.
+            if fk.name.is_empty() {
+                fk.name = format!("fk_{}_{}_{i}", to.name, fk.columns.join("_"));
+            }
+        }
+        out.push(ddl::create_table(&to));
+        out.extend(
+            to.indexes
+                .iter()
+                .filter(|i| !i.name.starts_with("sqlite_"))
+                .map(ddl::create_index),
+        );
+        let common: Vec<String> = to
+            .columns
+            .iter()
+            .filter(|c| from.column(&c.name).is_some())
+            .map(|c| ddl::ident(&c.name))
+            .collect();
+        out.push(format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM temp.{};",
+            ddl::ident(&to.name),
+            aside(from),
+            cols = common.join(", ")
+        ));
+    }
+    for (from, _) in pairs {
+        out.push(format!("DROP TABLE temp.{};", aside(from)));
+    }
+    out
 }
 
 /// A `NOT NULL` column without a default: rows that exist cannot get a value (SQLite refuses it always).
@@ -463,9 +750,11 @@ fn fk_clause(fk: &ForeignKey) -> String {
     s
 }
 
-/// The changes that bring `actual` to `expected`, in an order that applies (tables parents first, then
-/// columns, then indexes). Extra tables and columns are never dropped: they may hold data and may belong
-/// to hand-written migrations.
+/// The changes that bring `actual` to `expected`, in an order that applies: tables parents first, then
+/// columns; then keys (foreign keys no entity declares dropped, primary keys replaced, declared foreign keys
+/// added: a primary key cannot be replaced while a foreign key references it); then indexes. On SQLite a
+/// table whose keys change is rebuilt instead ([`Change::RebuildTables`]). Extra tables and columns are never
+/// dropped: they may hold data and may belong to hand-written migrations.
 pub fn changes(expected: &Schema, actual: &Schema, known: &Known, dialect: Dialect) -> Vec<Change> {
     let d = drift(expected, actual, known, dialect);
     let mut out = Vec::new();
@@ -474,7 +763,26 @@ pub fn changes(expected: &Schema, actual: &Schema, known: &Known, dialect: Diale
             out.push(Change::CreateTable { table: e.clone() });
         }
     }
-    for c in &d.missing_columns {
+    let rebuilt = match dialect {
+        Dialect::Sqlite => rebuild_set(&d, expected, actual),
+        Dialect::Postgres => BTreeSet::new(),
+    };
+    if !rebuilt.is_empty() {
+        let tables = expected
+            .tables
+            .iter()
+            .filter(|t| rebuilt.contains(&t.name))
+            .filter_map(|to| {
+                actual.table(&to.name).map(|from| Rebuild {
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+            })
+            .collect();
+        out.push(Change::RebuildTables { tables });
+    }
+    let kept = |table: &str| !rebuilt.contains(table);
+    for c in d.missing_columns.iter().filter(|c| kept(&c.table)) {
         let Some(t) = expected.table(&c.table) else {
             continue;
         };
@@ -492,7 +800,7 @@ pub fn changes(expected: &Schema, actual: &Schema, known: &Known, dialect: Diale
             foreign_key,
         });
     }
-    for cd in &d.column_differences {
+    for cd in d.column_differences.iter().filter(|c| kept(&c.table)) {
         let (Some(e), Some(a)) = (expected.table(&cd.table), actual.table(&cd.table)) else {
             continue;
         };
@@ -508,25 +816,73 @@ pub fn changes(expected: &Schema, actual: &Schema, known: &Known, dialect: Diale
             out.push(change);
         }
     }
-    for f in &d.missing_foreign_keys {
+    for f in d.extra_foreign_keys.iter().filter(|f| kept(&f.table)) {
+        out.push(Change::DropForeignKey {
+            table: f.table.clone(),
+            foreign_key: f.foreign_key.clone(),
+        });
+    }
+    for p in d.primary_key_differences.iter().filter(|p| kept(&p.table)) {
+        out.push(Change::SetPrimaryKey {
+            table: p.table.clone(),
+            from: p.found.clone(),
+            to: p.expected.clone(),
+        });
+    }
+    for f in d.missing_foreign_keys.iter().filter(|f| kept(&f.table)) {
         out.push(Change::AddForeignKey {
             table: f.table.clone(),
             foreign_key: f.foreign_key.clone(),
         });
     }
-    for i in &d.extra_indexes {
+    for r in &d.row_security_differences {
+        out.push(Change::SetRowSecurity {
+            table: r.table.clone(),
+            from: r.found.clone(),
+            to: r.expected.clone(),
+        });
+    }
+    for i in d.extra_indexes.iter().filter(|i| kept(&i.table)) {
         out.push(Change::DropIndex { index: i.clone() });
     }
-    for x in &d.index_differences {
+    for x in d.index_differences.iter().filter(|x| kept(&x.expected.table)) {
         out.push(Change::ReplaceIndex {
             from: x.found.clone(),
             to: x.expected.clone(),
         });
     }
-    for i in &d.missing_indexes {
+    for i in d.missing_indexes.iter().filter(|i| kept(&i.table)) {
         out.push(Change::CreateIndex { index: i.clone() });
     }
     out
+}
+
+/// SQLite: the entity tables whose primary key or foreign keys differ, and every entity table that references
+/// one of them (its rows would be cascaded away by the rebuild's `DROP TABLE` otherwise).
+fn rebuild_set(d: &Drift, expected: &Schema, actual: &Schema) -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = d
+        .primary_key_differences
+        .iter()
+        .map(|p| p.table.clone())
+        .chain(d.missing_foreign_keys.iter().map(|f| f.table.clone()))
+        .chain(d.extra_foreign_keys.iter().map(|f| f.table.clone()))
+        .collect();
+    loop {
+        let before = set.len();
+        for t in &expected.tables {
+            let refs = |s: &BTreeSet<String>| {
+                actual
+                    .table(&t.name)
+                    .is_some_and(|a| a.foreign_keys.iter().any(|f| s.contains(&f.ref_table)))
+            };
+            if !set.contains(&t.name) && actual.table(&t.name).is_some() && refs(&set) {
+                set.insert(t.name.clone());
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
 }
 
 #[cfg(test)]

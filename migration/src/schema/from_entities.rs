@@ -168,10 +168,12 @@ pub async fn pending_changes(
 fn translate(changes: &[Change], pg: &Schema) -> Vec<Change> {
     changes
         .iter()
-        .filter_map(|c| match c {
+        .flat_map(|c| match c {
             Change::CreateTable { table } => pg
                 .table(&table.name)
-                .map(|t| Change::CreateTable { table: t.clone() }),
+                .map(|t| Change::CreateTable { table: t.clone() })
+                .into_iter()
+                .collect(),
             Change::AddColumn {
                 table,
                 column,
@@ -183,12 +185,74 @@ fn translate(changes: &[Change], pg: &Schema) -> Vec<Change> {
                     table: table.clone(),
                     column: col.clone(),
                     foreign_key: foreign_key.clone(),
-                }),
+                })
+                .into_iter()
+                .collect(),
             // The previous PostgreSQL type is unknown without a PostgreSQL replay.
-            Change::AlterColumn { .. } => None,
-            other => Some(other.clone()),
+            Change::AlterColumn { .. } => Vec::new(),
+            Change::RebuildTables { tables } => rekey_pg(tables, pg),
+            other => vec![other.clone()],
         })
         .collect()
+}
+
+/// A SQLite rebuild restated as PostgreSQL's in-place key changes, in the order they apply: foreign keys
+/// dropped, primary keys replaced, foreign keys added, then indexes.
+fn rekey_pg(tables: &[diff::Rebuild], pg: &Schema) -> Vec<Change> {
+    let mut drops = Vec::new();
+    let mut keys = Vec::new();
+    let mut adds = Vec::new();
+    let mut indexes = Vec::new();
+    for r in tables {
+        let Some(to) = pg.table(&r.to.name) else { continue };
+        for f in r
+            .from
+            .foreign_keys
+            .iter()
+            .filter(|f| !to.foreign_keys.iter().any(|t| t.same_as(f)))
+        {
+            let mut fk = f.clone();
+            if fk.name.is_empty() {
+                // SQLite keeps no name: the one the generator gives a single-column key.
+                fk.name = format!("fk_{}_{}", to.name, fk.columns.join("_"));
+            }
+            drops.push(Change::DropForeignKey {
+                table: to.name.clone(),
+                foreign_key: fk,
+            });
+        }
+        if r.from.primary_key != to.primary_key {
+            keys.push(Change::SetPrimaryKey {
+                table: to.name.clone(),
+                from: r.from.primary_key.clone(),
+                to: to.primary_key.clone(),
+            });
+        }
+        for f in to
+            .foreign_keys
+            .iter()
+            .filter(|t| !r.from.foreign_keys.iter().any(|f| f.same_as(t)))
+        {
+            adds.push(Change::AddForeignKey {
+                table: to.name.clone(),
+                foreign_key: f.clone(),
+            });
+        }
+        for i in &r.from.indexes {
+            match to.index(&i.name) {
+                None => indexes.push(Change::DropIndex { index: i.clone() }),
+                Some(t) if !t.same_definition(i) => indexes.push(Change::ReplaceIndex {
+                    from: i.clone(),
+                    to: t.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+        for t in to.indexes.iter().filter(|t| r.from.index(&t.name).is_none()) {
+            indexes.push(Change::CreateIndex { index: t.clone() });
+        }
+    }
+    drops.into_iter().chain(keys).chain(adds).chain(indexes).collect()
 }
 
 /// Writes the next migration holding the difference between the replayed migrations of `dir` and

@@ -7,7 +7,18 @@
 //! - the indexes declared with `#[index(...)]`, with their `WHERE` predicates;
 //! - on SoftDeletable entities every unique constraint (a `unique` column or a declared unique index)
 //!   becomes a partial unique index `WHERE deleted_at IS NULL`, so a deleted row's value can be used again;
-//! - on BusinessScoped entities `business_id` is indexed (unless a full index already leads with it);
+//! - on BusinessScoped entities the primary key is `(business_id, id)`, every unique key is led by
+//!   `business_id` (unique per business) unless its column is declared `#[global_unique(..)]`, and every
+//!   foreign key to another BusinessScoped table is composite, `(business_id, x_id) → (business_id, id)`:
+//!   the database itself then refuses a row that links two businesses (foreign-key checks ignore row-level
+//!   security, so a policy alone would not), and every key contains the column a sharded deployment
+//!   (Citus) distributes by. A composite primary key rather than `UNIQUE (business_id, id)` beside `PRIMARY
+//!   KEY (id)`: Citus refuses any primary or unique key without the distribution column, and one index
+//!   serves both the key and the business's rows;
+//! - on BusinessScoped entities `business_id` is indexed (unless the primary key or a full index already
+//!   leads with it);
+//! - on PostgreSQL, BusinessScoped tables get row-level security, enabled and forced, with one policy
+//!   ([`tenant_predicate`]) for reads and writes;
 //! - on PostgreSQL a UUID `id` primary key defaults to `gen_random_uuid()` (rows inserted by raw SQL get one;
 //!   the entity code sets a UUID v7 itself).
 //!
@@ -19,10 +30,36 @@ use sea_orm::sea_query::{
     ColumnDef, ColumnType, Expr, PostgresQueryBuilder, Query, SqliteQueryBuilder, Table as SqTable, TableRef,
 };
 
-use super::{Column, Dialect, ForeignKey, Index, Schema, SchemaError, Table, canonical_expr, canonical_type};
+use super::{
+    Column, Dialect, ForeignKey, Index, Policy, RowSecurity, Schema, SchemaError, Table, canonical_expr,
+    canonical_type,
+};
 
 /// The predicate that makes an index ignore soft-deleted rows.
 pub const LIVE_ROWS: &str = "deleted_at IS NULL";
+
+/// The column of BusinessScoped tables that leads their keys.
+pub const BUSINESS_ID: &str = "business_id";
+
+/// The transaction-local setting that names the business a session works for (`entity::scoped` sets it
+/// with `set_config(.., true)`).
+pub const BUSINESS_SETTING: &str = "app.business_id";
+
+/// The transaction-local setting that lifts the confinement (`'on'`), as `Ctx::all_businesses()` does.
+pub const ALL_BUSINESSES_SETTING: &str = "app.all_businesses";
+
+/// The name of the generated policy on every BusinessScoped table.
+pub const TENANT_POLICY: &str = "collex_business_isolation";
+
+/// The generated policy's predicate, for `USING` and `WITH CHECK` alike. Fails closed: an unset setting reads
+/// NULL and an ended transaction's reads `''`, which `NULLIF` turns into NULL, and `business_id = NULL` is
+/// never true. The comparison uses the table's `business_id` index like the repository's own filter.
+pub fn tenant_predicate() -> String {
+    format!(
+        "business_id = NULLIF(current_setting('{BUSINESS_SETTING}', true), '')::uuid \
+         OR current_setting('{ALL_BUSINESSES_SETTING}', true) = 'on'"
+    )
+}
 
 /// The schema `entities` declare, in the order given (which must be parents first).
 ///
@@ -35,8 +72,21 @@ pub fn schema(entities: &[EntityMeta], dialect: Dialect) -> Result<Schema, Schem
     };
     let orm_schema = sea_orm::Schema::new(backend);
     let mut out = Schema::default();
+    let scoped: Vec<&str> = entities
+        .iter()
+        .filter(|m| m.business_scoped)
+        .map(|m| m.table)
+        .collect();
     for meta in entities {
-        let table = table(meta, &orm_schema, dialect)?;
+        let mut table = table(meta, &orm_schema, dialect)?;
+        if meta.business_scoped {
+            for fk in &mut table.foreign_keys {
+                if scoped.contains(&fk.ref_table.as_str()) && !fk.columns.iter().any(|c| c == BUSINESS_ID) {
+                    fk.columns.insert(0, BUSINESS_ID.to_owned());
+                    fk.ref_columns.insert(0, BUSINESS_ID.to_owned());
+                }
+            }
+        }
         for fk in &table.foreign_keys {
             if fk.ref_table != table.name && out.table(&fk.ref_table).is_none() {
                 return Err(SchemaError::ForeignKeyOrder {
@@ -111,6 +161,22 @@ fn table(meta: &EntityMeta, orm_schema: &sea_orm::Schema, dialect: Dialect) -> R
             t.primary_key = idx.get_index_spec().get_column_names();
         }
     }
+    if meta.business_scoped && !t.primary_key.iter().any(|c| c == BUSINESS_ID) {
+        t.primary_key.insert(0, BUSINESS_ID.to_owned());
+    }
+    if meta.business_scoped && dialect == Dialect::Postgres {
+        // The database confines every reader to the business of the transaction, the table's owner included
+        // (FORCE): raw SQL, reporting tools and a forgotten filter see one business, or nothing.
+        t.row_security = RowSecurity {
+            enabled: true,
+            forced: true,
+            policies: vec![Policy {
+                name: TENANT_POLICY.to_owned(),
+                using: Some(tenant_predicate()),
+                check: Some(tenant_predicate()),
+            }],
+        };
+    }
     for fk in stmt.get_foreign_key_create_stmts() {
         let fk = fk.get_foreign_key();
         let columns = fk.get_columns();
@@ -172,10 +238,17 @@ fn table(meta: &EntityMeta, orm_schema: &sea_orm::Schema, dialect: Dialect) -> R
         });
     }
     if meta.business_scoped {
-        let covered = t
-            .indexes
-            .iter()
-            .any(|i| i.predicate.is_none() && i.columns.first().is_some_and(|c| c == "business_id"));
+        // Unique per business, unless declared global.
+        for idx in t.indexes.iter_mut().filter(|i| i.unique) {
+            let global = matches!(idx.columns.as_slice(), [c] if meta.global_unique.contains(&c.as_str()));
+            if !global && idx.columns.first().is_none_or(|c| c != BUSINESS_ID) {
+                idx.columns.insert(0, BUSINESS_ID.to_owned());
+            }
+        }
+        let covered = t.primary_key.first().is_some_and(|c| c == BUSINESS_ID)
+            || t.indexes
+                .iter()
+                .any(|i| i.predicate.is_none() && i.columns.first().is_some_and(|c| c == BUSINESS_ID));
         if !covered {
             t.indexes.push(Index {
                 name: format!("idx_{name}_business_id"),
@@ -267,7 +340,7 @@ mod tests {
         assert_eq!(col("version").default.as_deref(), Some("1"));
         assert!(!col("business_id").nullable);
         assert_eq!(col("phone_number").sql_type, "varchar(20)");
-        assert_eq!(t.primary_key, vec!["id"]);
+        assert_eq!(t.primary_key, vec!["business_id", "id"]);
         let lite = users(Dialect::Sqlite);
         assert_eq!(lite.column("id").expect("id").sql_type, "uuid_text");
         assert_eq!(lite.column("id").expect("id").default, None);
@@ -301,10 +374,51 @@ mod tests {
     }
 
     #[test]
-    fn business_scoped_entities_index_business_id() {
-        let t = users(Dialect::Sqlite);
-        let idx = t.index("idx_users_business_id").expect("business_id index");
-        assert_eq!(idx.columns, vec!["business_id"]);
+    fn business_scoped_keys_lead_with_business_id_unless_declared_global() {
+        let s = schema(&entity::registry::all(), Dialect::Postgres).expect("generates");
+        let t = |n: &str| s.table(n).expect(n).clone();
+        // The primary key leads with business_id, so no separate business_id index.
+        assert_eq!(t("user_roles").primary_key, vec!["business_id", "id"]);
+        assert!(t("users").index("idx_users_business_id").is_none());
+        assert_eq!(t("businesses").primary_key, vec!["id"]);
+        let fk = |table: &str, col: &str| {
+            t(table)
+                .foreign_keys
+                .into_iter()
+                .find(|f| f.columns.last().is_some_and(|c| c == col))
+                .expect(col)
+        };
+        let user = fk("user_roles", "user_id");
+        assert_eq!(user.columns, vec!["business_id", "user_id"]);
+        assert_eq!(user.ref_columns, vec!["business_id", "id"]);
+        // businesses and permissions are not scoped: their keys stay single-column.
+        assert_eq!(
+            fk("role_permissions", "permission_id").columns,
+            vec!["permission_id"]
+        );
+        assert_eq!(fk("users", "business_id").ref_columns, vec!["id"]);
+        let unique = |table: &str, name: &str| t(table).index(name).expect(name).columns.clone();
+        assert_eq!(
+            unique("user_roles", "uq_user_roles_user_role"),
+            vec!["business_id", "user_id", "role_id"]
+        );
+        assert_eq!(
+            unique("user_preferences", "uq_user_preferences_user_id"),
+            vec!["business_id", "user_id"]
+        );
+        assert_eq!(
+            unique("users", "uq_users_phone_number"),
+            vec!["phone_number"],
+            "declared global"
+        );
+        assert_eq!(
+            unique("user_sessions", "uq_user_sessions_token_hash"),
+            vec!["token_hash"]
+        );
+        assert_eq!(
+            unique("roles", "uq_roles_business_name"),
+            vec!["business_id", "name"]
+        );
         let s = schema(&entity::registry::all(), Dialect::Sqlite).expect("generates");
         assert!(
             s.table("permissions")

@@ -1,4 +1,4 @@
-//! Reads a database's tables, columns, foreign keys and indexes from its catalog into a [`Schema`].
+//! Reads a database's tables, columns, foreign keys, indexes and row-level security from its catalog into a [`Schema`].
 //!
 //! PostgreSQL: `pg_catalog` for the current schema (`format_type`, `pg_get_expr` for defaults and index
 //! predicates, `pg_get_indexdef` for key columns), in ONE query that returns the whole answer as JSON: one
@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use serde::Deserialize;
 
-use super::{CatalogError, Column, Dialect, ForeignKey, Index, Schema, SchemaError, Table, canonical_type};
+use super::{
+    CatalogError, Column, Dialect, ForeignKey, Index, Policy, Schema, SchemaError, Table, canonical_type,
+};
 
 /// Which tables [`read_scoped`] describes in full.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +96,14 @@ const PG_CATALOG: &str = "WITH t AS (\
           JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o), \
         con.confdeltype::text) ORDER BY d.relname, con.conname), '[]') \
       FROM d JOIN pg_constraint con ON con.conrelid = d.oid AND con.contype = 'f' \
-      JOIN pg_class rt ON rt.oid = con.confrelid))::text";
+      JOIN pg_class rt ON rt.oid = con.confrelid), \
+    'row_security', (SELECT coalesce(json_agg(json_build_array(d.relname::text, c.relrowsecurity, \
+        c.relforcerowsecurity) ORDER BY d.relname), '[]') \
+      FROM d JOIN pg_class c ON c.oid = d.oid WHERE c.relrowsecurity OR c.relforcerowsecurity), \
+    'policies', (SELECT coalesce(json_agg(json_build_array(d.relname::text, p.polname::text, \
+        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)) \
+        ORDER BY d.relname, p.polname), '[]') \
+      FROM d JOIN pg_policy p ON p.polrelid = d.oid))::text";
 
 /// A column: table, column, type, not null, default.
 type PgColumn = (String, String, String, bool, Option<String>);
@@ -110,6 +119,8 @@ struct PgCatalog {
     columns: Vec<PgColumn>,
     indexes: Vec<PgIndex>,
     foreign_keys: Vec<PgForeignKey>,
+    row_security: Vec<(String, bool, bool)>,
+    policies: Vec<(String, String, Option<String>, Option<String>)>,
 }
 
 fn pg_catalog_sql(scope: Scope<'_>) -> String {
@@ -184,6 +195,15 @@ async fn read_pg(db: &impl ConnectionTrait, scope: Scope<'_>) -> Result<Schema, 
             }
             .to_owned(),
         });
+    }
+    for (table, enabled, forced) in catalog.row_security {
+        let Some(t) = tables.get_mut(&table) else { continue };
+        t.row_security.enabled = enabled;
+        t.row_security.forced = forced;
+    }
+    for (table, name, using, check) in catalog.policies {
+        let Some(t) = tables.get_mut(&table) else { continue };
+        t.row_security.policies.push(Policy { name, using, check });
     }
     Ok(Schema {
         tables: tables.into_values().collect(),

@@ -1,10 +1,11 @@
 //! A seeded random walk of 1,200 operations over 3 businesses, checked against a model after every step:
-//! no scope ever reads, changes or deletes another business's rows.
+//! no scope ever reads, changes or deletes another business's rows; once on the repository alone, once through
+//! scoped transactions of the application role, where row-level security holds too.
 
 use std::collections::BTreeMap;
 
 use entity::prelude::*;
-use entity::users;
+use entity::{Executor, users};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel};
@@ -45,9 +46,25 @@ fn visible(model: &BTreeMap<Uuid, Expect>, id: Uuid, scope: Uuid) -> bool {
 #[tokio::test]
 async fn random_operations_never_cross_business_scopes_on_postgres() {
     let (_guard, db) = collex_tests::pg_with_entities().await;
+    walk(&db, None).await;
+}
+
+/// The same walk through scoped transactions ([`Scoped`]) of the application role on the migrated schema:
+/// every step is a transaction whose business the row-level security policies enforce too.
+#[tokio::test]
+async fn random_operations_through_scoped_transactions_never_cross_business_scopes() {
+    let test_db = collex_tests::PgTestDb::migrated().await;
+    let owner = test_db.connect().await;
+    let app = test_db.connect_as_app(4).await;
+    walk(&owner, Some(&app)).await;
+}
+
+/// 1,200 seeded steps over 3 businesses; each step runs on `db` directly, or, with `app`, in a scoped
+/// transaction of `app`. `db` also reads the whole table to compare with the model.
+async fn walk(db: &DatabaseConnection, app: Option<&DatabaseConnection>) {
     let mut businesses = Vec::new();
     for slug in ["a", "b", "c"] {
-        businesses.push(business(&db, slug).await.id);
+        businesses.push(business(db, slug).await.id);
     }
     let seed = std::env::var("SCOPE_SEED")
         .ok()
@@ -59,7 +76,6 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
 
     for step in 0..1200 {
         let scope = businesses[rng.random_range(0..3)];
-        let repo = Users::repo(&db, Ctx::new().business(scope)).expect("repo");
         let ids: Vec<Uuid> = model.keys().copied().collect();
         let target = if ids.is_empty() {
             Uuid::now_v7()
@@ -71,11 +87,56 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
         } else {
             rng.random_range(0..8)
         };
+        let chosen: Vec<Uuid> = if op == 7 {
+            ids.iter().copied().filter(|_| rng.random_bool(0.5)).collect()
+        } else {
+            Vec::new()
+        };
         let ctx = format!("seed {seed} step {step} op {op} scope {scope} target {target}");
+        let cx = Ctx::new().business(scope);
+        let mut s = Step {
+            db,
+            model: &mut model,
+            next_phone: &mut next_phone,
+            scope,
+            target,
+            step,
+            ctx: &ctx,
+        };
+        match app {
+            None => s.run(&Users::repo(db, cx).expect("repo"), op, chosen).await,
+            Some(app) => {
+                let tx = Scoped::begin(app, cx).await.expect(&ctx);
+                s.run(&tx.repo::<Users>().expect("repo"), op, chosen).await;
+                tx.commit().await.expect(&ctx);
+            }
+        }
+        if step % 50 == 49 {
+            assert_eq!(actual(db).await, model, "state diverged by {ctx}");
+        }
+    }
+    assert_eq!(actual(db).await, model);
+}
+
+/// One step of the walk.
+struct Step<'a> {
+    db: &'a DatabaseConnection,
+    model: &'a mut BTreeMap<Uuid, Expect>,
+    next_phone: &'a mut u32,
+    scope: Uuid,
+    target: Uuid,
+    step: usize,
+    ctx: &'a str,
+}
+
+impl Step<'_> {
+    async fn run<C: Executor>(&mut self, repo: &Repo<'_, Users, C>, op: u32, chosen: Vec<Uuid>) {
+        let (scope, target, step, ctx) = (self.scope, self.target, self.step, self.ctx);
+        let model = &mut *self.model;
         match op {
             0 => {
-                next_phone += 1;
-                let u = repo.insert(user(next_phone)).await.expect(&ctx);
+                *self.next_phone += 1;
+                let u = repo.insert(user(*self.next_phone)).await.expect(ctx);
                 assert_eq!(u.business_id, scope, "{ctx}");
                 model.insert(
                     u.id,
@@ -87,34 +148,33 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
                 );
             }
             1 => {
-                let found = repo.find_by_id(target).await.expect(&ctx);
-                assert_eq!(found.is_some(), visible(&model, target, scope), "{ctx}");
+                let found = repo.find_by_id(target).await.expect(ctx);
+                assert_eq!(found.is_some(), visible(model, target, scope), "{ctx}");
             }
             2 => {
-                let mut listed: Vec<Uuid> =
-                    repo.list().await.expect(&ctx).into_iter().map(|u| u.id).collect();
+                let mut listed: Vec<Uuid> = repo.list().await.expect(ctx).into_iter().map(|u| u.id).collect();
                 listed.sort();
                 let expected: Vec<Uuid> = model
                     .iter()
-                    .filter(|(id, _)| visible(&model, **id, scope))
+                    .filter(|(id, _)| visible(model, **id, scope))
                     .map(|(id, _)| *id)
                     .collect();
                 assert_eq!(listed, expected, "{ctx}");
             }
             3 => {
                 // The caller holds a row it read somewhere (possibly another business) and writes it back.
-                let all = Users::repo(&db, Ctx::new().all_businesses())
+                let all = Users::repo(self.db, Ctx::new().all_businesses())
                     .expect("repo")
                     .with_deleted();
-                let Some(row) = all.find_by_id(target).await.expect(&ctx) else {
-                    continue;
+                let Some(row) = all.find_by_id(target).await.expect(ctx) else {
+                    return;
                 };
                 let status = format!("s{step}");
                 let mut am = row.into_active_model();
                 am.status = Set(status.clone());
                 let res = repo.update(am).await;
-                if visible(&model, target, scope) {
-                    res.expect(&ctx);
+                if visible(model, target, scope) {
+                    res.expect(ctx);
                     if let Some(e) = model.get_mut(&target) {
                         e.status = status;
                     }
@@ -124,8 +184,8 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
             }
             4 => {
                 let res = repo.soft_delete(target).await;
-                if visible(&model, target, scope) {
-                    res.expect(&ctx);
+                if visible(model, target, scope) {
+                    res.expect(ctx);
                     if let Some(e) = model.get_mut(&target) {
                         e.deleted = true;
                     }
@@ -139,7 +199,7 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
                     .get(&target)
                     .is_some_and(|e| e.business == scope && e.deleted);
                 if deleted_here {
-                    res.expect(&ctx);
+                    res.expect(ctx);
                     if let Some(e) = model.get_mut(&target) {
                         e.deleted = false;
                     }
@@ -150,7 +210,7 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
             6 => {
                 let res = repo.force_delete(target).await;
                 if model.get(&target).is_some_and(|e| e.business == scope) {
-                    res.expect(&ctx);
+                    res.expect(ctx);
                     model.remove(&target);
                 } else {
                     assert!(matches!(res, Err(EntityError::NotFound { .. })), "{ctx}: {res:?}");
@@ -159,7 +219,6 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
             _ => {
                 let status = format!("bulk{step}");
                 // Filter on ids from every business: only the scope's live ones may change.
-                let chosen: Vec<Uuid> = ids.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
                 let n = repo
                     .update_many()
                     .col_expr(
@@ -169,10 +228,10 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
                     .filter(users::Column::Id.is_in(chosen.clone()))
                     .exec()
                     .await
-                    .expect(&ctx);
+                    .expect(ctx);
                 let mut expected = 0;
                 for id in chosen {
-                    if visible(&model, id, scope) {
+                    if visible(model, id, scope) {
                         expected += 1;
                         if let Some(e) = model.get_mut(&id) {
                             e.status = status.clone();
@@ -182,9 +241,5 @@ async fn random_operations_never_cross_business_scopes_on_postgres() {
                 assert_eq!(n, expected, "{ctx}");
             }
         }
-        if step % 50 == 49 {
-            assert_eq!(actual(&db).await, model, "state diverged by {ctx}");
-        }
     }
-    assert_eq!(actual(&db).await, model);
 }

@@ -72,7 +72,8 @@ async fn violations_are_typed(db: &DatabaseConnection) {
         } => {
             assert_eq!(constraint, "fk_user_sessions_user_id");
             assert_eq!(table, "user_sessions");
-            assert_eq!(columns, &["user_id"]);
+            // The tenant key: the user must exist in the session's business.
+            assert_eq!(columns, &["business_id", "user_id"]);
             assert_eq!(references, "users");
         }
         other => panic!("expected a foreign-key violation, got {other:?}"),

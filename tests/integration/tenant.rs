@@ -1,0 +1,5 @@
+//! Tenant isolation enforced by the database (issue 18): composite tenant keys, row-level security, scoped
+//! transactions, the application role, and the readiness of the schema for distribution by `business_id`.
+
+mod keys;
+mod rls;
