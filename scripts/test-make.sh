@@ -15,17 +15,20 @@ trap 'rm -rf "$tmp"' EXIT
 touch "$tmp/before"
 sleep 1 # mtimes have a resolution of a second on some file systems
 
+# Every version counts once, whichever variants it has (one with no SQLite variant is recorded as applied).
+versions=$(find "$here/../migrations" -maxdepth 1 -name '*.sql' ! -name '*_rollback*' -printf '%f\n' | cut -d_ -f1 | sort -u | wc -l)
+
 run_make() { DATABASE_URL="sqlite://$tmp/make.db" make --no-print-directory -C "$here/.." "$@" 2>&1; }
 
 out=$(run_make migrate)
 code=$?
 check migrate_applies_with_the_workspace_binary "exit $code: $out" \
-  test "$code" = 0 -a -n "$(grep -F 'applied 3 migration(s)' <<<"$out")" -a -n "$(grep -F 'building the workspace binaries' <<<"$out")"
+  test "$code" = 0 -a -n "$(grep -F "applied $versions migration(s)" <<<"$out")" -a -n "$(grep -F 'building the workspace binaries' <<<"$out")"
 
 out=$(run_make migrate-status)
 code=$?
 check migrate_status_runs_with_the_workspace_binary "exit $code: $out" \
-  test "$code" = 0 -a -n "$(grep -F '3 applied, 0 pending' <<<"$out")"
+  test "$code" = 0 -a -n "$(grep -F "$versions applied, 0 pending" <<<"$out")"
 
 # Cargo rewrites the dep-info (.d) files and its lock even when nothing is built; anything else is a build.
 built=$(find "$target/debug" -newer "$tmp/before" -type f ! -name '*.d' ! -name .cargo-lock | head -n 5)
