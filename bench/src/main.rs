@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::part::{Env, Part};
-use crate::report::Report;
+use crate::report::{Figure, Report};
 
 /// Every part of the bench, in run order. A new part is a module with
 /// `pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()>` and one line here (see
@@ -145,17 +145,29 @@ impl RunArgs {
         self.rounds.unwrap_or(d).max(1) as usize
     }
 
-    /// The read cases as given (unparsed).
-    pub fn read_cases(&self) -> Vec<String> {
-        if !self.read_cases.is_empty() {
-            return self.read_cases.clone();
-        }
-        let d: &[&str] = if self.quick {
-            &["1:1", "8:8"]
+    /// The read cases as `(tasks, pool size)`.
+    ///
+    /// # Errors
+    /// A case that is not `TASKS:POOL` with positive integers.
+    pub fn read_cases(&self) -> anyhow::Result<Vec<(usize, u32)>> {
+        let given: Vec<&str> = if !self.read_cases.is_empty() {
+            self.read_cases.iter().map(String::as_str).collect()
+        } else if self.quick {
+            vec!["1:1", "8:8"]
         } else {
-            &["1:1", "8:8", "32:32", "32:8"]
+            vec!["1:1", "8:8", "32:32", "32:8"]
         };
-        d.iter().map(|s| (*s).to_owned()).collect()
+        given
+            .into_iter()
+            .map(|case| {
+                case.split_once(':')
+                    .and_then(|(t, p)| Some((t.trim().parse::<usize>().ok()?, p.trim().parse::<u32>().ok()?)))
+                    .filter(|(t, p)| *t > 0 && *p > 0)
+                    .with_context(|| {
+                        format!("--read-cases: expected TASKS:POOL with positive integers, got {case:?}")
+                    })
+            })
+            .collect()
     }
 
     /// Generated migrations.
@@ -173,6 +185,7 @@ impl RunArgs {
         {
             bail!("--seconds/BENCH_SECONDS: expected seconds per window between 0 and 3600, got {s}");
         }
+        self.read_cases()?;
         if let Some(s) = self.warmup
             && !(s.is_finite() && (0.0..=3600.0).contains(&s))
         {
@@ -248,17 +261,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let env = Env::new(&args, &tools, &dbs);
-    let mut outcome = Ok(());
+    // A part that fails is reported (a MISSING figure saying why) and the others still run: one broken part
+    // must not cost the whole run's figures. The run then exits non-zero.
+    let mut failed = Vec::new();
     for part in &parts {
         eprintln!("collex-bench: part {}", part.name);
         let part_started = std::time::Instant::now();
         let result = (part.run)(&env, &mut report).await;
         report.part_took(part.name, part_started.elapsed());
         if let Err(e) = result {
-            outcome = Err(e.context(format!("part {}", part.name)));
-            break;
+            eprintln!("collex-bench: part {} failed: {e:#}", part.name);
+            report.add(Figure::missing(part.name, "part failed", format!("{e:#}")));
+            failed.push(part.name);
         }
     }
+    let outcome = if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "part(s) failed: {} (see the MISSING figures)",
+            failed.join(", ")
+        ))
+    };
     env.close().await;
     dbs.drop_all().await;
     // The generated migrations, pgbench script and server logs: kept when the run failed, for the post-mortem.
@@ -270,9 +294,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "collex-bench: kept {} (generated files and server logs)",
             work.display()
         );
-    }
-    if let Err(e) = &outcome {
-        report.note(format!("bench aborted: {e:#}"));
     }
     report.finish(started.elapsed());
     report.print();

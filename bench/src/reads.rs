@@ -200,17 +200,7 @@ pub async fn run(env: &Env<'_>, report: &mut Report) -> anyhow::Result<()> {
     let script = pgbench_script(sql)?;
 
     // (tasks, pool size): pool = tasks like pgbench's clients; the last case is the 32-task investigation.
-    let mut cases = Vec::new();
-    for case in &args.read_cases() {
-        let parsed = case
-            .split_once(':')
-            .and_then(|(t, p)| Some((t.trim().parse::<usize>().ok()?, p.trim().parse::<u32>().ok()?)))
-            .filter(|(t, p)| *t > 0 && *p > 0);
-        match parsed {
-            Some(c) => cases.push(c),
-            None => bail!("--read-cases: expected TASKS:POOL with positive integers, got {case:?}"),
-        }
-    }
+    let cases = args.read_cases()?;
     // The A/A case: raw sqlx measured twice per round, in two slots of the rotation. The spread of its ratio
     // is the noise floor of this run: a difference inside it cannot be told from noise.
     let a_a = if cases.contains(&(8, 8)) {

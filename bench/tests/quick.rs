@@ -208,6 +208,22 @@ fn bad_input_fails_before_anything_runs_and_says_what_is_expected() {
     let r = bench(&[
         "run",
         "--quick",
+        "--read-cases",
+        "8:8,0:1",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        text(&r.stderr).contains("--read-cases: expected TASKS:POOL with positive integers, got \"0:1\""),
+        "{}",
+        text(&r.stderr)
+    );
+    assert!(!out.exists(), "a refused run wrote results");
+
+    let r = bench(&[
+        "run",
+        "--quick",
         "--seconds",
         "inf",
         "--out",
