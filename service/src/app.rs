@@ -16,11 +16,11 @@ use config::{AppConfig, DbTarget, ServerAddr};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::health;
 use crate::metrics::{self, HttpMetrics};
 use crate::migrations::{MigrationState, Migrations};
 use crate::pool::{Pool, PoolError};
 use crate::server::{self, Stopped};
+use crate::{dashboard, health};
 
 /// Timeout of the readiness ping (the spec's "short timeout", at most 1 s).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -76,6 +76,8 @@ pub struct StateData {
     pub http: Arc<HttpMetrics>,
     /// The migration runner.
     pub migrations: Arc<dyn Migrations>,
+    /// The sampled history `/dashboard` draws.
+    pub dashboard: dashboard::History,
     boot: AtomicU8,
     boot_error: std::sync::Mutex<Option<String>>,
     migration_cache: MigrationCache,
@@ -223,6 +225,11 @@ pub fn router(state: AppState) -> Router {
         .route("/health/detailed", get(health::detailed))
         .route("/health/database", get(health::database))
         .route("/metrics", get(metrics::metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
+        .route("/dashboard/favicon.svg", get(dashboard::favicon))
+        .route("/dashboard/data", get(dashboard::data))
         // Explicit fallbacks, so 404s and 405s answer JSON and pass the metrics layer too.
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
@@ -237,6 +244,7 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Stopped>,
     boot: JoinHandle<()>,
+    sampler: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -287,11 +295,13 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         started: Instant::now(),
         http: Arc::default(),
         migrations,
+        dashboard: dashboard::History::default(),
         boot: AtomicU8::new(Boot::Connecting as u8),
         boot_error: std::sync::Mutex::default(),
         migration_cache: MigrationCache::default(),
     }));
     let boot = tokio::spawn(crate::boot::run(state.clone()));
+    let sampler = tokio::spawn(dashboard::sampler(state.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
     tracing::info!(
@@ -321,6 +331,7 @@ pub async fn start(config: AppConfig, migrations: Arc<dyn Migrations>) -> Result
         stop: Some(stop),
         server,
         boot,
+        sampler,
     })
 }
 
@@ -347,6 +358,7 @@ impl Running {
     /// When the server task panicked.
     pub async fn shutdown(mut self) -> std::io::Result<Stopped> {
         self.boot.abort();
+        self.sampler.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

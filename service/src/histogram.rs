@@ -31,6 +31,11 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Counts per bucket of [`BUCKETS`], not cumulative (observations above the last bound are in none).
+    pub fn buckets(&self) -> [u64; BUCKETS.len()] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

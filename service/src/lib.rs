@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod boot;
+pub mod dashboard;
 pub mod health;
 pub mod histogram;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! PostgreSQL reached through a proxy the test controls, and secrets.
 
 mod config;
+mod dashboard;
 mod drills;
 mod endpoints;
 mod health_reads;

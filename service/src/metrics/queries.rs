@@ -138,6 +138,22 @@ impl QueryMetrics {
         tables().get(collection).copied().unwrap_or(OTHER)
     }
 
+    /// The `db_collection_name` of a collection index (a registered table, or [`OTHER`] past them).
+    pub fn collection_label(&self, collection: usize) -> &'static str {
+        Self::label(collection)
+    }
+
+    /// Every histogram, by (collection, operation, outcome) in index order: [`OUTCOMES`] vary fastest, then
+    /// [`OPERATIONS`], then the collections of [`tables`] and [`OTHER`] last.
+    pub fn histograms(&self) -> &[Histogram] {
+        &self.series
+    }
+
+    /// The count of every histogram, in [`QueryMetrics::histograms`]' order.
+    pub fn counts(&self) -> Vec<u64> {
+        self.series.iter().map(Histogram::count).collect()
+    }
+
     /// The histogram of one (table, operation, outcome); `table` outside the registry counts as `other`.
     pub fn histogram(&self, table: &str, op: OpKind, outcome: Outcome) -> &Histogram {
         let i = (Self::collection(table) * OPERATIONS.len() + op_index(op)) * OUTCOMES.len()
