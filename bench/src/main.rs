@@ -11,6 +11,7 @@ pub mod part;
 mod reads;
 mod report;
 pub mod rounds;
+mod scoped;
 mod service;
 mod tools;
 mod updates;
@@ -30,6 +31,7 @@ use crate::report::{Figure, Report};
 #[rustfmt::skip] // One line per part.
 const PARTS: &[Part] = &[
     part!("reads", reads::run, "find_by_id, list_by: entity repo vs raw sqlx (same SQL, pool) and pgbench"),
+    part!("scoped", scoped::run, "a read in entity::Scoped (BEGIN, set_config, read, COMMIT) vs repo find_by_id"),
     part!("updates", updates::run, "versioned Repo::update under contention vs the raw UPDATE loop"),
     part!("migrations", migrations::run, "migration up vs one psql session; migration status vs psql -c"),
     part!("service", service::run, "start-up, RSS, /live, /health/database under wrk vs bare axum"),

@@ -3,7 +3,8 @@
 //! One model ([`Schema`]) describes both sides in one dialect's terms: [`generate`] builds it from the
 //! registered entities (behaviour columns, foreign keys, declared and automatic indexes), [`introspect`] reads
 //! it from PostgreSQL's or SQLite's catalog, [`diff`] compares the two (drift and the changes a migration must
-//! make), and [`ddl`] renders tables, columns and indexes as SQL for either dialect.
+//! make), [`ddl`] renders tables, columns and indexes as SQL for either dialect, and [`citus`] judges a schema
+//! for distribution by `business_id` and writes the Citus script.
 //!
 //! Types, defaults and index predicates are compared in a canonical form ([`canonical_type`],
 //! [`canonical_expr`]) so that `character varying(20)` and `varchar(20)`, or `'active'::character varying`
@@ -11,6 +12,7 @@
 //! module's business.
 
 pub mod check;
+pub mod citus;
 pub mod ddl;
 pub mod diff;
 pub mod from_entities;

@@ -5,5 +5,5 @@ mod auto;
 mod fresh;
 mod from_entities;
 mod lookups;
-mod support;
+pub(crate) mod support;
 mod variants;

@@ -14,7 +14,8 @@ fn after_help() -> String {
          0  success\n  \
          1  a migration, a snapshot, the database or the wait for the migration lock failed\n  \
          2  usage, configuration or validation error, a snapshot that fails its checksum (nothing was changed)\n  \
-         3  status --check found something pending, modified, missing, failed or drifted",
+         3  status --check found something pending, modified, missing, failed or drifted; lint found what \
+         stops distribution by business_id",
         vars::help(
             "Environment variables (name, default, meaning):",
             &[Scope::Database]
@@ -148,6 +149,17 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Print the Citus script that distributes the entities' tables by business_id (reference tables for
+    /// tables without it, colocated distributed tables parents first). Needs no database.
+    CitusPlan,
+    /// Check the database's tables for distribution by business_id (Citus): every primary, unique and
+    /// foreign key of a table with business_id must contain it, unless an entity declares the unique column
+    /// #[global_unique]. Exit 3 when something would stop the distribution.
+    Lint {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Accept the current checksum of an applied migration whose file was deliberately edited.
     AcceptChecksum {
         /// The migration's version.
@@ -169,7 +181,11 @@ impl Cli {
             | Command::AcceptChecksum { lock, .. }
             | Command::Backup { lock }
             | Command::Restore { lock, .. } => lock.lock_timeout,
-            Command::Status { .. } | Command::Create { .. } | Command::Backups => None,
+            Command::Status { .. }
+            | Command::Create { .. }
+            | Command::Backups
+            | Command::CitusPlan
+            | Command::Lint { .. } => None,
         };
         own.or(self.lock_timeout)
             .unwrap_or(migration::DEFAULT_LOCK_TIMEOUT)

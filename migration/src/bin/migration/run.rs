@@ -103,6 +103,11 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
             println!("created {}", rollback.display());
             return Ok(());
         }
+        Command::CitusPlan => {
+            print!("{}", migration::schema::citus::plan(&entity::registry::all())?);
+            return Ok(());
+        }
+        Command::Lint { json } => return lint(&dir, cfg, *json).await,
         Command::Fresh { yes, .. } => confirm(
             *yes,
             &format!(
@@ -272,9 +277,60 @@ async fn dispatch(
             migrator.accept_checksum(db, *version).await?;
             println!("accepted the current checksum of migration {version:03}");
         }
-        Command::Create { .. } | Command::Backup { .. } | Command::Backups | Command::Restore { .. } => {}
+        Command::Create { .. }
+        | Command::Backup { .. }
+        | Command::Backups
+        | Command::Restore { .. }
+        | Command::CitusPlan
+        | Command::Lint { .. } => {}
     }
     Ok(())
+}
+
+/// `lint`: the database's tables judged for distribution by business_id. Tables the hand-written migrations
+/// create (and the history table) are listed as not judged: their distribution is decided by hand.
+async fn lint(dir: &Path, cfg: &DbConfig, json: bool) -> Result<(), Failure> {
+    let db = config::connect(cfg).await.map_err(connect_failure)?;
+    let read = migration::schema::introspect::read(&db).await;
+    let _ = db.close().await;
+    let schema = read?;
+    let known = migration::schema::check::known_objects(dir);
+    let skip: Vec<String> = known.tables.into_iter().collect();
+    let r = migration::schema::citus::readiness(&schema, &entity::registry::all(), &skip);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?
+        );
+    } else {
+        println!("distributed by business_id: {}", r.distributed.join(", "));
+        println!("reference tables: {}", r.reference.join(", "));
+        if !r.skipped.is_empty() {
+            println!("not judged (hand-written or history): {}", r.skipped.join(", "));
+        }
+        for g in &r.global_unique {
+            println!("global unique: {}", g.advice());
+        }
+        for p in &r.problems {
+            println!("problem: {}: {}", p.table, p.message);
+        }
+    }
+    if r.is_ready() {
+        if !json {
+            println!(
+                "ready: every distributed table has business_id in its primary, unique and foreign keys"
+            );
+        }
+        Ok(())
+    } else {
+        Err(Failure::new(
+            EXIT_CHECK,
+            format!(
+                "lint: {} problem(s) would stop Citus from distributing by business_id",
+                r.problems.len()
+            ),
+        ))
+    }
 }
 
 /// `create --from-entities`: the shadow replay needs a PostgreSQL connection only when PostgreSQL is
