@@ -120,3 +120,67 @@ async fn a_link_across_businesses_is_refused_on_sqlite() {
     collex_tests::apply_repo_migrations(&db).await.expect("migrate");
     a_link_across_businesses_is_refused_by_the_database(&db).await;
 }
+
+/// Migrations 004-006 roll back to the single-column keys without losing rows, and apply again, leaving the
+/// schema the entities declare.
+async fn the_tenant_migrations_roll_back_and_apply_again_with_rows(db: &DatabaseConnection) {
+    use migration::{DownTarget, MigrationSet, Migrator};
+    let (a, b) = (business(db, "a").await, business(db, "b").await);
+    let actor = Uuid::now_v7();
+    for (n, biz) in [(1, a.id), (2, b.id)] {
+        let u = Users::repo(db, ctx(biz, actor))
+            .expect("scoped")
+            .insert(user(n))
+            .await
+            .expect("user");
+        UserSessions::repo(db, ctx(biz, actor))
+            .expect("scoped")
+            .insert(session(u.id, n))
+            .await
+            .expect("session");
+    }
+    let load = || {
+        MigrationSet::load_for(
+            &collex_tests::migrations_dir(),
+            migration::rust_migrations(),
+            db.get_database_backend(),
+        )
+        .expect("the committed migrations load")
+    };
+    let down = Migrator::new(load())
+        .down(db, DownTarget::To(3))
+        .await
+        .expect("roll back to 003");
+    assert_eq!(down.steps.len(), 3);
+    let all = Ctx::new().all_businesses();
+    let sessions = UserSessions::repo(db, all)
+        .expect("all")
+        .list()
+        .await
+        .expect("list");
+    assert_eq!(sessions.len(), 2, "no row lost by the rollback");
+    Migrator::new(load()).up(db, None).await.expect("apply again");
+    let sessions = UserSessions::repo(db, all)
+        .expect("all")
+        .list()
+        .await
+        .expect("list");
+    assert_eq!(sessions.len(), 2, "no row lost by the rebuild");
+    let drift = migration::drift_of(db, &collex_tests::migrations_dir(), &entity::registry::all())
+        .await
+        .expect("drift");
+    assert!(drift.is_empty(), "{:#?}", drift.lines());
+}
+
+#[tokio::test]
+async fn the_tenant_migrations_roll_back_and_apply_again_on_postgres() {
+    let test_db = collex_tests::PgTestDb::migrated().await;
+    the_tenant_migrations_roll_back_and_apply_again_with_rows(&test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn the_tenant_migrations_roll_back_and_apply_again_on_sqlite() {
+    let db = collex_tests::sqlite_memory().await;
+    collex_tests::apply_repo_migrations(&db).await.expect("migrate");
+    the_tenant_migrations_roll_back_and_apply_again_with_rows(&db).await;
+}
