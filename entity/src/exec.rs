@@ -17,13 +17,15 @@
 //! through [`Executor::run_raw`], untimed, so none is counted twice.
 
 use std::future::Future;
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::prelude::DateTimeUtc;
 use sea_orm::sea_query::{Value, Values};
 use sea_orm::sqlx::{
-    self, Arguments, Executor as _, IntoArguments, PgPool, Postgres, SqlSafeStr, postgres::PgArguments,
+    self, Arguments, Executor as _, IntoArguments, PgConnection, PgPool, Postgres, SqlSafeStr,
+    postgres::PgArguments,
 };
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
@@ -31,6 +33,8 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 use uuid::Uuid;
+
+use crate::context::ReadFrom;
 
 /// What kind of statement the repository runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,34 +137,66 @@ pub trait Observer: Send + Sync {
     fn observe(&self, o: &Observation<'_>);
 }
 
-/// One statement of the repository: which entity, which kind. Never the SQL or the values.
+/// One statement of the repository: which entity, which kind, and where the caller said reads may go. Never
+/// the SQL or the values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
     /// The table.
     pub entity: &'static str,
     /// The kind of statement.
     pub kind: OpKind,
+    /// The context's read intent ([`Ctx::read_from`](crate::Ctx::read_from)); only a [`OpKind::Select`]
+    /// outside a transaction may honour it.
+    pub read: ReadFrom,
 }
 
-/// A PostgreSQL pool lent for one statement, with whatever the lender holds while it runs (a gate permit,
-/// a timer): dropped when the statement is done.
+impl Op {
+    /// A statement of `kind` on `entity` whose reads go to the primary (the default intent).
+    pub fn new(entity: &'static str, kind: OpKind) -> Self {
+        Self {
+            entity,
+            kind,
+            read: ReadFrom::Primary,
+        }
+    }
+}
+
+/// A PostgreSQL pool (or one of its connections, already taken) lent for one statement, with whatever the
+/// lender holds while it runs (a gate permit, a timer): dropped when the statement is done.
 pub struct Direct<'a> {
-    pool: &'a PgPool,
+    lent: Lent<'a>,
     _hold: Option<Box<dyn Send + 'a>>,
+}
+
+enum Lent<'a> {
+    Pool(&'a PgPool),
+    /// A connection the lender took itself (a replica router checks the replica on it before lending it).
+    Conn(Box<dyn DerefMut<Target = PgConnection> + Send + 'a>),
 }
 
 impl<'a> Direct<'a> {
     /// The pool, holding nothing.
     pub fn new(pool: &'a PgPool) -> Self {
-        Self { pool, _hold: None }
+        Self {
+            lent: Lent::Pool(pool),
+            _hold: None,
+        }
     }
 
-    /// The same, holding `guard` until the statement has run.
+    /// A connection the lender already took, holding nothing else.
+    pub fn connection(conn: impl DerefMut<Target = PgConnection> + Send + 'a) -> Self {
+        Self {
+            lent: Lent::Conn(Box::new(conn)),
+            _hold: None,
+        }
+    }
+
+    /// The same, holding `guard` (besides what it held already) until the statement has run.
     #[must_use]
     pub fn holding(self, guard: impl Send + 'a) -> Self {
         Self {
-            pool: self.pool,
-            _hold: Some(Box::new(guard)),
+            lent: self.lent,
+            _hold: Some(Box::new((self._hold, guard))),
         }
     }
 }
@@ -404,13 +440,13 @@ pub(crate) async fn run_pending<'a, C: Executor>(
 
 async fn run_untimed<C: Executor>(db: &C, op: Op, stmt: Prepared, want: Want) -> Result<Output, DbErr> {
     if stmt.backend == DbBackend::Postgres
-        && let Some(direct) = db.direct(op).await?
+        && let Some(mut direct) = db.direct(op).await?
     {
         let out = match typed_pg_args(&stmt.args) {
-            Some(args) => on_pool(direct.pool, stmt.sql, args, want).await,
+            Some(args) => on_pool(&mut direct.lent, stmt.sql, args, want).await,
             None => {
                 let values = Values(stmt.args.into_iter().map(Arg::into_value).collect());
-                on_pool(direct.pool, stmt.sql, SqlxValues(values), want).await
+                on_pool(&mut direct.lent, stmt.sql, SqlxValues(values), want).await
             }
         };
         drop(direct);
@@ -445,7 +481,7 @@ fn typed_pg_args(args: &[Arg]) -> Option<PgArguments> {
 /// through sqlx's `Executor` for `&mut PgConnection`: that costs about 30% fewer client instructions per
 /// primary-key read than `query.fetch_optional(&pool)`, which wraps the same work in the pool's own boxed
 /// futures (cachegrind, 34.5k against 49.5k instructions per read on this machine).
-async fn on_pool<A>(pool: &PgPool, sql: Sql, args: A, want: Want) -> Result<Output, sqlx::Error>
+async fn on_pool<A>(lent: &mut Lent<'_>, sql: Sql, args: A, want: Want) -> Result<Output, sqlx::Error>
 where
     A: IntoArguments<Postgres> + Send,
 {
@@ -454,7 +490,14 @@ where
         Sql::Owned(s) => sqlx::AssertSqlSafe(s).into_sql_str(),
     };
     let query = sqlx::query_with(sql, args);
-    let mut conn = pool.acquire().await?;
+    let mut pooled;
+    let conn: &mut PgConnection = match lent {
+        Lent::Pool(pool) => {
+            pooled = pool.acquire().await?;
+            &mut pooled
+        }
+        Lent::Conn(c) => c,
+    };
     Ok(match want {
         Want::One => Output::One(conn.fetch_optional(query).await?.map(QueryResult::from)),
         Want::All => Output::All(

@@ -25,7 +25,7 @@ pub use behaviour::{
     Versioned,
 };
 pub use cache::StatementCache;
-pub use context::{BusinessScope, Ctx};
+pub use context::{BadWriteToken, BusinessScope, Ctx, ReadFrom, WriteToken};
 pub use entities::*;
 pub use entity_macros::behaviour;
 pub use error::EntityError;

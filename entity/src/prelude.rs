@@ -3,6 +3,6 @@
 pub use crate::entities::prelude::*;
 pub use crate::repo::RepoExt;
 pub use crate::{
-    AuditableEntity, BaseModel, Behaviours, BusinessScoped, Ctx, EntityError, Repo, Scoped, SoftDeletable,
-    Versioned,
+    AuditableEntity, BaseModel, Behaviours, BusinessScoped, Ctx, EntityError, ReadFrom, Repo, Scoped,
+    SoftDeletable, Versioned,
 };

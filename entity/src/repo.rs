@@ -159,6 +159,7 @@ where
         let op = Op {
             entity: E::TABLE,
             kind,
+            read: self.ctx.reads(),
         };
         match exec::run(self.db, op, stmt, want).await {
             Ok(out) => Ok(out),
@@ -178,6 +179,7 @@ where
         let op = Op {
             entity: E::TABLE,
             kind,
+            read: self.ctx.reads(),
         };
         match exec::run_pending(self.db, op, stmt, want).await {
             Ok(done) => Ok(done),

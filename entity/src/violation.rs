@@ -16,6 +16,7 @@ use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::{DbBackend, DbErr, RuntimeErr};
 
 use crate::behaviour::Behaviours;
+use crate::context::ReadFrom;
 use crate::error::EntityError;
 use crate::exec::{self, Arg, Executor, Op, OpKind, Prepared, Sql, Want};
 
@@ -157,6 +158,8 @@ async fn rows<E: Behaviours, C: Executor>(
     let op = Op {
         entity: E::TABLE,
         kind: OpKind::Select,
+        // A catalog read about a write that just failed: the primary's catalog.
+        read: ReadFrom::Primary,
     };
     exec::run(db, op, stmt, Want::All)
         .await
@@ -331,6 +334,8 @@ async fn sqlite_foreign_key<E: Behaviours, C: Executor>(
         let op = Op {
             entity: E::TABLE,
             kind: OpKind::Select,
+            // A catalog read about a write that just failed: the primary's catalog.
+            read: ReadFrom::Primary,
         };
         if let Ok(out) = exec::run(db, op, probe, Want::One).await
             && out.one().is_none()

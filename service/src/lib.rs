@@ -14,4 +14,6 @@ pub mod tenancy;
 
 pub use app::{AppState, Running, StartError, start};
 pub use migrations::{FailureKind, MigrateFailure, MigrationState, Migrations, NotWired, Runner};
-pub use pool::{Db, DbTransaction, Pool, PoolError, PoolStats, PooledConn};
+pub use pool::{
+    Db, DbTransaction, Pool, PoolError, PoolStats, PooledConn, ReplicaStatus, RouteStats, Session,
+};

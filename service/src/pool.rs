@@ -83,6 +83,7 @@ mod gate;
 mod gated;
 mod hooks;
 mod maintenance;
+mod replicas;
 mod shared;
 pub mod stats;
 
@@ -90,6 +91,8 @@ pub(crate) use gate::Gate;
 pub use gated::{Db, DbTransaction, GatedStream, Held};
 use hooks::{ACQUIRE_STARTED, BackendSql, GUARD};
 use maintenance::Maintenance;
+use replicas::Replicas;
+pub use replicas::{ReplicaStatus, RouteStats, Session};
 use shared::{Probe, Shared};
 use stats::PendingGuard;
 pub use stats::{Counters, PoolStats, go_duration};
@@ -287,12 +290,17 @@ struct Inner {
     db: Db,
     shared: Arc<Shared>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    replicas: Option<Arc<Replicas>>,
+    monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The hooks hold the shared state and the probe holds the sqlx pool: break the cycle, stop the task.
         if let Some(h) = self.maintenance.lock().ok().and_then(|mut s| s.take()) {
+            h.abort();
+        }
+        if let Some(h) = self.monitor.lock().ok().and_then(|mut s| s.take()) {
             h.abort();
         }
         self.shared.clear_probe();
@@ -380,6 +388,27 @@ impl Pool {
     /// [`PoolError::Build`] when a SQLite URL cannot be understood, [`PoolError::Unsupported`] for a target
     /// that is neither PostgreSQL nor SQLite.
     pub fn new(cfg: &DbConfig) -> Result<Self, PoolError> {
+        let replicas = Replicas::new(cfg)?;
+        let mut inner = Self::single_inner(cfg)?;
+        if let Some(r) = replicas {
+            let monitor = replicas::spawn_monitor(r.clone(), inner.db.clone());
+            inner.db = inner.db.clone().with_replicas(Some(r.clone()));
+            inner.replicas = Some(r);
+            inner.monitor = Mutex::new(Some(monitor));
+        }
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The pool of one server, without replicas.
+    fn single(cfg: &DbConfig) -> Result<Self, PoolError> {
+        Ok(Self {
+            inner: Arc::new(Self::single_inner(cfg)?),
+        })
+    }
+
+    fn single_inner(cfg: &DbConfig) -> Result<Inner, PoolError> {
         let queries = Arc::new(QueryMetrics::default());
         let shared = Arc::new(Shared::new(cfg.pool.clone()));
         let gate = Gate::new(shared.clone());
@@ -406,13 +435,13 @@ impl Pool {
             Backend::Postgres(t) => spawn_maintenance(t),
             Backend::Sqlite(t) => spawn_maintenance(t),
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                backend,
-                db: Db::new(orm, gate, queries),
-                shared,
-                maintenance: Mutex::new(maintenance),
-            }),
+        Ok(Inner {
+            backend,
+            db: Db::new(orm, gate, queries),
+            shared,
+            maintenance: Mutex::new(maintenance),
+            replicas: None,
+            monitor: Mutex::new(None),
         })
     }
 
@@ -432,6 +461,35 @@ impl Pool {
     /// ping found a connection lost): how long ago, and what.
     pub fn connection_error(&self) -> Option<(Duration, String)> {
         self.inner.shared.current_error()
+    }
+
+    /// A read session over this pool: like [`Pool::db`], plus a sticky window after its writes
+    /// (`DB_REPLICA_STICKY`) and the read-your-writes token of its writes ([`Session::token`]).
+    pub fn session(&self) -> Session<'_> {
+        Session::new(self)
+    }
+
+    /// The primary's WAL position now (`pg_current_wal_lsn()`): after a committed write, a token a replica
+    /// read can carry (`ReadFrom::After`) to see it. PostgreSQL only.
+    ///
+    /// # Errors
+    /// The primary's error (on SQLite, the function does not exist).
+    pub async fn write_token(&self) -> Result<entity::WriteToken, sea_orm::DbErr> {
+        replicas::write_token(&self.inner.db).await
+    }
+
+    pub(crate) fn replicas(&self) -> Option<&Arc<Replicas>> {
+        self.inner.replicas.as_ref()
+    }
+
+    /// Each replica's state, lag and pool statistics (empty without `DB_REPLICA_URLS`).
+    pub fn replica_statuses(&self) -> Vec<ReplicaStatus> {
+        self.replicas().map(|r| r.statuses()).unwrap_or_default()
+    }
+
+    /// How repository reads were routed (all zero without replicas).
+    pub fn routing(&self) -> RouteStats {
+        self.replicas().map(|r| r.counters.snapshot()).unwrap_or_default()
     }
 
     /// The engine.
@@ -532,6 +590,12 @@ impl Pool {
     pub async fn close(&self) {
         if let Some(h) = self.inner.maintenance.lock().ok().and_then(|mut s| s.take()) {
             h.abort();
+        }
+        if let Some(h) = self.inner.monitor.lock().ok().and_then(|mut s| s.take()) {
+            h.abort();
+        }
+        if let Some(r) = self.replicas() {
+            r.close().await;
         }
         match &self.inner.backend {
             Backend::Postgres(t) => {

@@ -2,7 +2,7 @@
 
 mod base;
 mod cache;
-mod example;
+pub(crate) mod example;
 pub(crate) mod fixtures;
 mod owned;
 mod query;

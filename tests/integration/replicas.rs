@@ -1,4 +1,6 @@
-//! Read replicas and PgBouncer (issue 13): the pooler modes at start-up and migrations over a direct
-//! connection (`DB_MIGRATION_URL`).
+//! Read replicas and PgBouncer (issue 13), on the primary/replica pair and the poolers of `make test`: the
+//! pooler modes at start-up, migrations over a direct connection (`DB_MIGRATION_URL`), and routing by intent.
 
 mod pooler;
+mod routing;
+mod support;

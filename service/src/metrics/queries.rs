@@ -330,7 +330,7 @@ impl QueryMetrics {
         self.record(
             collection,
             &Observation {
-                op: Op { entity: OTHER, kind },
+                op: Op::new(OTHER, kind),
                 sql,
                 elapsed,
                 rows,
@@ -572,10 +572,7 @@ mod tests {
                 None,
             );
             m.observe(&Observation {
-                op: Op {
-                    entity: "made_up",
-                    kind: OpKind::Insert,
-                },
+                op: Op::new("made_up", OpKind::Insert),
                 sql: "INSERT INTO made_up VALUES ($1)",
                 elapsed: Duration::from_micros(5),
                 rows: 1,

@@ -29,6 +29,7 @@ use sea_orm::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::replicas::Replicas;
 use super::stats::{Counters, PendingGuard};
 use super::{Gate, PoolError};
 use crate::metrics::queries::QueryMetrics;
@@ -42,6 +43,8 @@ pub struct Db {
     orm: DatabaseConnection,
     gate: Gate,
     queries: Arc<QueryMetrics>,
+    /// The primary's replicas, for repository reads that ask for one (see `replicas`).
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -72,12 +75,34 @@ fn db_err(e: PoolError) -> DbErr {
 
 impl Db {
     pub(super) fn new(orm: DatabaseConnection, gate: Gate, queries: Arc<QueryMetrics>) -> Self {
-        Self { orm, gate, queries }
+        Self {
+            orm,
+            gate,
+            queries,
+            replicas: None,
+        }
     }
 
     /// The query timing its statements report to.
     pub fn queries(&self) -> &Arc<QueryMetrics> {
         &self.queries
+    }
+
+    /// The same connection, routing repository reads that ask for a replica to `replicas`.
+    pub(super) fn with_replicas(mut self, replicas: Option<Arc<Replicas>>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The primary's pool lent for one repository statement, holding a gate permit while it runs.
+    pub(super) async fn primary_direct(&self) -> Result<Option<entity::Direct<'_>>, DbErr> {
+        if self.orm.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let pass = self.pass(1).await?;
+        Ok(Some(
+            entity::Direct::new(self.orm.get_postgres_connection_pool()).holding(pass),
+        ))
     }
 
     /// Takes `n` permits (one per connection the work will hold), waiting at most `DB_CONN_ACQUIRE_TIMEOUT`.
@@ -499,15 +524,18 @@ impl TransactionTrait for DbTransaction {
 
 /// The repository's direct sqlx path (`entity::exec`) passes the gate too: the permit is taken before the
 /// statement and held until it has run, as for every statement through [`ConnectionTrait`].
+///
+/// A read whose context asks for a replica (`Ctx::read_from`) goes to one when the pool has replicas (see
+/// `replicas`: no sticky window here, a [`super::Session`] has one); everything else goes to the primary.
 impl entity::Executor for Db {
-    async fn direct(&self, _op: entity::Op) -> Result<Option<entity::Direct<'_>>, DbErr> {
-        if self.orm.get_database_backend() != DbBackend::Postgres {
-            return Ok(None);
+    async fn direct(&self, op: entity::Op) -> Result<Option<entity::Direct<'_>>, DbErr> {
+        if op.kind == entity::OpKind::Select
+            && let Some(replicas) = &self.replicas
+            && let Some(lent) = replicas.lend(op.read, None).await
+        {
+            return Ok(Some(lent));
         }
-        let pass = self.pass(1).await?;
-        Ok(Some(
-            entity::Direct::new(self.orm.get_postgres_connection_pool()).holding(pass),
-        ))
+        self.primary_direct().await
     }
 
     fn observer(&self) -> Option<&dyn Observer> {

@@ -4,7 +4,7 @@
 use collex_tests::{TempDir, clean_command, workspace_example};
 
 /// Runs the example with `DATABASE_URL=url` and returns its output, checking it succeeded.
-fn tour(url: &str) -> String {
+pub(crate) fn tour(url: &str) -> String {
     let out = clean_command(&workspace_example("tour"))
         .env("DATABASE_URL", url)
         .output()
@@ -18,7 +18,7 @@ fn tour(url: &str) -> String {
     stdout
 }
 
-fn assert_each_behaviour_shows(out: &str, unique_constraint: &str) {
+pub(crate) fn assert_each_behaviour_shows(out: &str, unique_constraint: &str) {
     for line in [
         "is a UUID v7, created_at = updated_at",
         "AuditableEntity: created_by = updated_by = Some(",

@@ -1,7 +1,10 @@
 //! `DB_POOLER_MODE` and `DB_MIGRATION_URL`: transaction pooling is refused at start-up by both binaries with
-//! the measured reason; migrations and their lock take `DB_MIGRATION_URL` when it is set.
+//! the measured reason; migrations and their lock take `DB_MIGRATION_URL` when it is set; the repository's
+//! smoke set passes through session-mode PgBouncer.
 
 use collex_tests::PgTestDb;
+use entity::prelude::*;
+use sea_orm::ActiveValue::Set;
 use sea_orm::{ConnectionTrait, Statement};
 use service::Migrations as _;
 
@@ -99,4 +102,55 @@ async fn auto_migrate_uses_db_migration_url_not_the_pool() {
         .expect("auto-migrate over DB_MIGRATION_URL");
     assert!(applied > 0);
     assert!(tables_in(&db).await > 0);
+}
+
+/// `url` (a PgBouncer's, whose `*` entry forwards every database to the primary) for `db`'s database.
+fn through(url: &str, db: &super::support::PairDb) -> String {
+    collex_tests::with_database(url, db.name())
+}
+
+#[tokio::test]
+async fn the_repository_smoke_set_passes_through_session_mode_pgbouncer() {
+    let db = super::support::PairDb::new().await;
+    let url = through(
+        &super::support::pair_var("COLLEX_TEST_PGBOUNCER_SESSION_URL"),
+        &db,
+    );
+    // The tour example: every behaviour through SeaORM's own connection.
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || crate::entity::example::tour(&url)
+    })
+    .await
+    .expect("tour");
+    // The tables were created from the entities (SeaORM names the unique constraint), not by the migrations.
+    crate::entity::example::assert_each_behaviour_shows(&out, "users_phone_number_key");
+
+    // The service's pool on the repository's direct sqlx path (named prepared statements): concurrent reads
+    // each get their own row back, which transaction pooling did not guarantee.
+    let mut cfg = config::DbConfig::try_from_url(&url).expect("url");
+    cfg.pooler = config::PoolerMode::Session;
+    let pool = service::Pool::new(&cfg).expect("pool");
+    let repo = || Businesses::repo(pool.db(), Ctx::new()).expect("repo");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let b = repo()
+            .insert(entity::businesses::ActiveModel {
+                name: Set(format!("Bouncer {n}")),
+                slug: Set(format!("bouncer-{n}")),
+                status: Set("active".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("insert through the bouncer");
+        ids.push(b.id);
+    }
+    let reads = ids.iter().cycle().take(400).map(|id| {
+        let repo = repo();
+        async move { (*id, repo.get(*id).await.expect("read through the bouncer").id) }
+    });
+    for (asked, got) in futures::future::join_all(reads).await {
+        assert_eq!(asked, got);
+    }
+    pool.close().await;
 }
