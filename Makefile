@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 
 .PHONY: help build run test test-suites lint fmt migrate migrate-status migrate-create migrate-rollback types bench
-.PHONY: backup backups restore
+.PHONY: backup backups restore db-create db-drop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -69,6 +69,12 @@ migrate-rollback: build ## roll back the latest migration, or VERSION=NNN and ev
 	else \
 		$(MIGRATION) down; \
 	fi
+
+db-create: build ## create the configured database (PostgreSQL database or SQLite file); nothing to do when it exists
+	$(MIGRATION) database create
+
+db-drop: build ## drop the configured database with everything in it (asks first; YES=1 does not ask)
+	$(MIGRATION) database drop $(if $(YES),--yes)
 
 backup: build ## snapshot the database into DB_BACKUP_DIR (default backups/): pg_dump -Fc or VACUUM INTO, with a manifest
 	$(MIGRATION) backup

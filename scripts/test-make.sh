@@ -20,6 +20,11 @@ versions=$(find "$here/../migrations" -maxdepth 1 -name '*.sql' ! -name '*_rollb
 
 run_make() { DATABASE_URL="sqlite://$tmp/make.db" make --no-print-directory -C "$here/.." "$@" 2>&1; }
 
+out=$(run_make db-create)
+code=$?
+check db_create_creates_the_configured_database "exit $code: $out" \
+  test "$code" = 0 -a -f "$tmp/make.db" -a -n "$(grep -F 'created the SQLite database' <<<"$out")"
+
 out=$(run_make migrate)
 code=$?
 check migrate_applies_with_the_workspace_binary "exit $code: $out" \

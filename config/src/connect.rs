@@ -9,9 +9,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 
 use crate::db::{DbConfig, DbTarget, PgTarget, SqliteTarget, SslMode};
@@ -107,6 +107,72 @@ pub async fn connect(cfg: &DbConfig) -> Result<DatabaseConnection, ConnectError>
             .connect_with(sqlite_connect_options(t)?)
             .await
             .map(SqlxSqliteConnector::from_sqlx_sqlite_pool)
-            .map_err(err),
+            .map_err(|e| sqlite_error(t, e).unwrap_or_else(err)),
     }
+}
+
+/// Opens a connection that cannot write: SQLite read-only, never creating the file (a missing file is
+/// [`ConnectError::NoSqliteFile`]); PostgreSQL as [`connect()`] (reading there creates nothing).
+///
+/// # Errors
+/// As [`connect()`], and [`ConnectError::NoSqliteFile`].
+pub async fn connect_read_only(cfg: &DbConfig) -> Result<DatabaseConnection, ConnectError> {
+    let DbTarget::Sqlite(t) = &cfg.target else {
+        return connect(cfg).await;
+    };
+    if let Some(path) = t.file()
+        && !path.is_file()
+    {
+        return Err(ConnectError::NoSqliteFile { path });
+    }
+    let options = sqlite_connect_options(t)?
+        .create_if_missing(false)
+        .read_only(true);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(cfg.pool.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map(SqlxSqliteConnector::from_sqlx_sqlite_pool)
+        .map_err(|e| {
+            sqlite_error(t, e).unwrap_or_else(|source| ConnectError::Connect {
+                target: cfg.target.to_string(),
+                source,
+            })
+        })
+}
+
+/// SQLite's `unable to open database file` (code 14) with the reason found on the file system: a missing
+/// directory, or what creating the file says (permission denied, read-only file system).
+fn sqlite_error(t: &SqliteTarget, e: sqlx::Error) -> Result<ConnectError, sqlx::Error> {
+    let cantopen = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("14"));
+    let Some(path) = t.file().filter(|_| cantopen) else {
+        return Err(e);
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let cause = if !dir.is_dir() {
+        format!("its directory {} does not exist", dir.display())
+    } else if path.is_dir() {
+        "it is a directory".to_owned()
+    } else {
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Err(io) if io.kind() == std::io::ErrorKind::NotFound => match std::fs::File::create_new(&path) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&path);
+                    "SQLite could not open it".to_owned()
+                }
+                Err(io) => format!("cannot create it in {}: {io}", dir.display()),
+            },
+            Err(io) => format!("cannot open it for writing: {io}"),
+            Ok(_) => "SQLite could not open it".to_owned(),
+        }
+    };
+    Ok(ConnectError::SqliteOpen {
+        path,
+        cause,
+        source: e,
+    })
 }

@@ -137,6 +137,23 @@ pub struct SqliteTarget {
     pub url: String,
 }
 
+impl SqliteTarget {
+    /// The database file (`sqlite://./collex.db?mode=rwc` → `./collex.db`); `None` for an in-memory database.
+    pub fn file(&self) -> Option<PathBuf> {
+        let url = self.url.as_str();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = rest.split('?').next().unwrap_or(rest);
+        if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+            None
+        } else {
+            Some(PathBuf::from(path))
+        }
+    }
+}
+
 impl fmt::Display for SqliteTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
@@ -656,6 +673,17 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         DbConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_file_of_a_sqlite_target() {
+        let file = |url: &str| SqliteTarget { url: url.to_owned() }.file();
+        assert_eq!(file("sqlite://./collex.db"), Some(PathBuf::from("./collex.db")));
+        assert_eq!(
+            file("sqlite:///tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(file("sqlite::memory:"), None);
     }
 
     #[test]

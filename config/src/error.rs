@@ -88,14 +88,32 @@ fn lines(problems: &[ConfigProblem]) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The driver's error, after the password-free target it was for.
-    #[error("{target}: {source}")]
+    /// The driver's error, after the password-free target it was for; PostgreSQL's message without its
+    /// internal source line, and what to do for a missing database or a refused login.
+    #[error("{target}: {}", reason(.source))]
     Connect {
         /// The target as shown in logs (no password).
         target: String,
         /// The driver's error (it never contains the password: options are built from parts).
         #[source]
         source: sqlx::Error,
+    },
+    /// A SQLite file that cannot be opened or created, with the reason found on the file system.
+    #[error("cannot open the SQLite database {}: {cause}", path.display())]
+    SqliteOpen {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (its directory is missing, permission denied, ...).
+        cause: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A SQLite file that does not exist, where a command must not create it (`status` only reads).
+    #[error("no database at {}: nothing to read (`migration up` or `make migrate` creates it)", path.display())]
+    NoSqliteFile {
+        /// The file.
+        path: std::path::PathBuf,
     },
     /// sqlx cannot understand the SQLite URL.
     #[error("invalid sqlite url {url}: {source}")]
@@ -106,4 +124,27 @@ pub enum ConnectError {
         #[source]
         source: sqlx::Error,
     },
+}
+
+/// SQLSTATE 3D000: the database does not exist.
+pub const PG_INVALID_CATALOG: &str = "3D000";
+
+/// The driver's error as the user needs it: PostgreSQL's message and SQLSTATE without the line of
+/// PostgreSQL's own C source that sqlx appends (`at line 948`, which reads like a line of a migration), and
+/// the command that fixes a missing database or a refused login.
+pub fn reason(e: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = e else {
+        return e.to_string();
+    };
+    let msg = db.message();
+    match db.code().as_deref() {
+        Some(PG_INVALID_CATALOG) => {
+            format!("{msg}: run `make db-create` (or `migration database create`) to create it")
+        }
+        Some("28P01" | "28000") => format!(
+            "{msg}: check DB_USER and DB_PASSWORD (or the user and password in DATABASE_URL), and the server's pg_hba.conf"
+        ),
+        Some(code) => format!("{msg} (SQLSTATE {code})"),
+        None => msg.to_owned(),
+    }
 }

@@ -11,7 +11,7 @@ pub mod url;
 pub mod vars;
 
 pub use app::{AppConfig, LogConfig, LogFormat, ServerAddr, ServerAddrError};
-pub use connect::{connect, pg_connect_options, sqlite_connect_options};
+pub use connect::{connect, connect_read_only, pg_connect_options, sqlite_connect_options};
 pub use db::{
     BackupConfig, DEFAULT_SQLITE_PATH, DbConfig, DbTarget, PgTarget, PoolConfig, PoolerMode, ReplicaConfig,
     SqliteTarget, SslMode, TRANSACTION_POOLING_REFUSED, TargetSource,

@@ -1,6 +1,7 @@
 //! The one integration-test binary: modules grouped by subject.
 
 mod backup;
+mod database;
 mod edges;
 mod entity;
 mod harness;

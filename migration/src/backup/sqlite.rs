@@ -17,20 +17,6 @@ use super::manifest::{FORMAT, Manifest, hash_file, new_name};
 use super::{BackupError, BackupOptions, schema_version};
 use crate::backend;
 
-/// The database file of a SQLite URL (`sqlite://./collex.db?mode=rwc` → `./collex.db`); `None` in memory.
-pub(crate) fn file_of(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
-        None
-    } else {
-        Some(PathBuf::from(path))
-    }
-}
-
 fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "''"))
 }
@@ -40,7 +26,7 @@ pub(super) async fn backup(
     t: &SqliteTarget,
     options: &BackupOptions,
 ) -> Result<Manifest, BackupError> {
-    let file = file_of(&t.url).ok_or_else(|| BackupError::Unsupported {
+    let file = t.file().ok_or_else(|| BackupError::Unsupported {
         target: t.url.clone(),
         reason: "an in-memory database has nothing to keep",
     })?;
@@ -127,7 +113,7 @@ fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
 }
 
 pub(super) async fn restore(t: &SqliteTarget, snapshot: &Path) -> Result<(), BackupError> {
-    let file = file_of(&t.url).ok_or_else(|| BackupError::Unsupported {
+    let file = t.file().ok_or_else(|| BackupError::Unsupported {
         target: t.url.clone(),
         reason: "an in-memory database cannot be restored into",
     })?;
@@ -164,22 +150,4 @@ pub(super) async fn restore(t: &SqliteTarget, snapshot: &Path) -> Result<(), Bac
             std::io::Error::other(e.to_string()),
         )
     })?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_file_of_a_sqlite_url() {
-        assert_eq!(
-            file_of("sqlite://./collex.db"),
-            Some(PathBuf::from("./collex.db"))
-        );
-        assert_eq!(
-            file_of("sqlite:///tmp/x.db?mode=rwc"),
-            Some(PathBuf::from("/tmp/x.db"))
-        );
-        assert_eq!(file_of("sqlite::memory:"), None);
-    }
 }

@@ -25,6 +25,8 @@ async fn the_service_warns_once_about_connection_variables_beside_database_url()
 #[test]
 fn the_cli_warns_once_about_connection_variables_beside_database_url() {
     let dir = workdir();
+    // `status` never creates the SQLite file (issue 16.4): the database exists first.
+    std::fs::write(dir.path().join("w.db"), b"").expect("empty database file");
     let (code, _, stderr) = migration(
         dir.path(),
         &[

@@ -160,12 +160,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create or drop the configured database: the PostgreSQL database (through the server's `postgres`
+    /// database) or the SQLite file.
+    Database {
+        #[command(subcommand)]
+        action: DatabaseAction,
+    },
     /// Accept the current checksum of an applied migration whose file was deliberately edited.
     AcceptChecksum {
         /// The migration's version.
         version: u64,
         #[command(flatten)]
         lock: LockArgs,
+    },
+}
+
+/// `migration database …`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum DatabaseAction {
+    /// Create the configured database; nothing to do when it exists.
+    Create,
+    /// Drop the configured database with everything in it (destructive).
+    Drop {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -185,7 +204,8 @@ impl Cli {
             | Command::Create { .. }
             | Command::Backups
             | Command::CitusPlan
-            | Command::Lint { .. } => None,
+            | Command::Lint { .. }
+            | Command::Database { .. } => None,
         };
         own.or(self.lock_timeout)
             .unwrap_or(migration::DEFAULT_LOCK_TIMEOUT)

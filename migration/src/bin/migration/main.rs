@@ -1,5 +1,5 @@
 //! The `migration` binary: `cargo run -p migration -- up|down|status|create|redo|fresh|reset|accept-checksum|
-//! backup|backups|restore`.
+//! backup|backups|restore|database create|drop`.
 //!
 //! Owns the command line: arguments ([`args`]), running a command and deciding its exit code ([`run`]), and
 //! what it prints ([`print`]), and the snapshot commands ([`snapshots`]). The work is the library's (`migration::Migrator`, `migration::schema`); the
@@ -9,6 +9,7 @@
 //! validation error, 3 `status --check` found something pending, modified, missing, failed or drifted.
 
 mod args;
+mod database;
 mod print;
 mod run;
 mod snapshots;

@@ -124,6 +124,7 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
         )?,
         Command::Backup { .. } => return crate::snapshots::backup(cfg, cli.lock_timeout()).await,
         Command::Backups => return crate::snapshots::list(cfg),
+        Command::Database { action } => return crate::database::run(cfg, *action).await,
         Command::Restore { file, yes, .. } => {
             return crate::snapshots::restore(cfg, file, *yes, cli.lock_timeout()).await;
         }
@@ -180,7 +181,16 @@ async fn run_with(cli: Cli, cfg: &DbConfig) -> Result<(), Failure> {
         }
         _ => {
             let set = MigrationSet::load_for(&dir, migration::rust_migrations(), backend)?;
-            (set, config::connect(cfg).await.map_err(connect_failure)?)
+            // `status` only reads: it opens SQLite read-only and never creates a missing file.
+            let db = if matches!(cli.command, Command::Status { .. }) {
+                config::connect_read_only(cfg).await.map_err(|e| match e {
+                    config::ConnectError::NoSqliteFile { .. } => Failure::new(EXIT_USAGE, e.to_string()),
+                    e => connect_failure(e),
+                })?
+            } else {
+                config::connect(cfg).await.map_err(connect_failure)?
+            };
+            (set, db)
         }
     };
     let migrator = Migrator::new(set)
@@ -282,7 +292,8 @@ async fn dispatch(
         | Command::Backups
         | Command::Restore { .. }
         | Command::CitusPlan
-        | Command::Lint { .. } => {}
+        | Command::Lint { .. }
+        | Command::Database { .. } => {}
     }
     Ok(())
 }
