@@ -13,6 +13,7 @@ mod report;
 pub mod rounds;
 mod scoped;
 mod service;
+mod timing;
 mod tools;
 mod updates;
 
@@ -35,6 +36,7 @@ const PARTS: &[Part] = &[
     part!("updates", updates::run, "versioned Repo::update under contention vs the raw UPDATE loop"),
     part!("migrations", migrations::run, "migration up vs one psql session; migration status vs psql -c"),
     part!("service", service::run, "start-up, RSS, /live, /health/database under wrk vs bare axum"),
+    part!("timing", timing::run, "entity repo find_by_id with query timing on vs off (issue 14: at most 1.03x)"),
 ];
 
 /// The harness's command line.
