@@ -3,6 +3,7 @@
 import type { Engine } from "./Engine.js";
 import type { HealthStatus } from "./HealthStatus.js";
 import type { PoolStats } from "./PoolStats.js";
+import type { Replication } from "./Replication.js";
 
 /**
  * The `database` object of `/health/database`: the spec's `connectivity` and `pool_stats`, then the ping.
@@ -16,6 +17,10 @@ connectivity: HealthStatus,
  * Go `DBStats`-equivalent pool statistics.
  */
 pool_stats: PoolStats,
+/**
+ * The read replicas; absent without replicas.
+ */
+replicas?: Replication,
 /**
  * Which engine the pool talks to.
  */

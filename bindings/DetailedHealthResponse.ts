@@ -5,6 +5,7 @@ import type { HealthServices } from "./HealthServices.js";
 import type { HealthStatus } from "./HealthStatus.js";
 import type { MigrationState } from "./MigrationState.js";
 import type { PoolStats } from "./PoolStats.js";
+import type { Replication } from "./Replication.js";
 
 /**
  * `GET /health/detailed`: everything `/health` says, with the numbers, the pool and the migrations.
@@ -38,6 +39,10 @@ checks: DetailedChecks,
  * Go `DBStats`-equivalent pool statistics.
  */
 pool_stats: PoolStats,
+/**
+ * The read replicas (`DB_REPLICA_URLS`), each with its pool's statistics; absent without replicas.
+ */
+replicas?: Replication,
 /**
  * The migration state.
  */

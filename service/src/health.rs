@@ -22,7 +22,7 @@ pub mod bodies;
 use bodies::{
     DatabaseCheck, DatabaseHealth, DatabaseHealthResponse, DetailedChecks, DetailedHealthResponse,
     HealthResponse, HealthServices, HealthStatus, LiveResponse, LiveStatus, MigrationStep, ReadyChecks,
-    ReadyResponse, ReadyStatus,
+    ReadyResponse, ReadyStatus, Replication,
 };
 
 /// The version reported by the health endpoints.
@@ -211,6 +211,7 @@ pub async fn detailed(State(state): State<AppState>) -> Response {
                 disk,
             },
             pool_stats: state.pool.stats(),
+            replicas: Replication::of(state.pool.replica_statuses(), state.pool.routing()),
             migrations,
         },
     )
@@ -226,7 +227,10 @@ pub async fn database(State(state): State<AppState>) -> Response {
         DatabaseHealthResponse {
             status: HealthStatus::from(ok),
             timestamp: now(),
-            database: DatabaseHealth::new(db_body(&state, db), stats),
+            database: DatabaseHealth {
+                replicas: Replication::of(state.pool.replica_statuses(), state.pool.routing()),
+                ..DatabaseHealth::new(db_body(&state, db), stats)
+            },
         },
     )
 }

@@ -168,6 +168,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "collex_database_up {}",
         u8::from(pool.connection_error().is_none())
     );
+    replicas(&mut out, pool);
     state.http.render(&mut out, family);
     pool.queries().render(&mut out, family);
 
@@ -250,4 +251,95 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The read replicas (`DB_REPLICA_URLS`): each one's state, lag and pool (label `pool_name`, `replica1`, …),
+/// and how reads were routed. Their own families, so the primary's (`pool_name="collex"`) stay as they are.
+/// Nothing without replicas.
+fn replicas(out: &mut String, pool: &crate::pool::Pool) {
+    let members = pool.replica_statuses();
+    if members.is_empty() {
+        return;
+    }
+    let each = |out: &mut String,
+                name: &str,
+                kind: &str,
+                help: &str,
+                value: &dyn Fn(&crate::ReplicaStatus) -> String| {
+        family(out, name, kind, help);
+        for m in &members {
+            let _ = writeln!(out, "{name}{{pool_name=\"{}\"}} {}", m.pool_name, value(m));
+        }
+    };
+    each(
+        out,
+        "collex_replica_up",
+        "gauge",
+        "1 when the replica answered its last check and is in recovery, else 0.",
+        &|m| u8::from(m.status != "down").to_string(),
+    );
+    each(
+        out,
+        "collex_replica_lag_bytes",
+        "gauge",
+        "WAL bytes the primary has written that the replica has not replayed.",
+        &|m| m.lag_bytes.to_string(),
+    );
+    each(
+        out,
+        "collex_replica_lag_seconds",
+        "gauge",
+        "How far the replica's replay is behind, in seconds.",
+        &|m| m.lag_seconds.to_string(),
+    );
+    each(
+        out,
+        "collex_replica_connections_in_use",
+        "gauge",
+        "Connections of the replica's pool handed out.",
+        &|m| m.pool_stats.in_use.to_string(),
+    );
+    each(
+        out,
+        "collex_replica_connections_idle",
+        "gauge",
+        "Idle connections of the replica's pool.",
+        &|m| m.pool_stats.idle.to_string(),
+    );
+    each(
+        out,
+        "collex_replica_connections_max",
+        "gauge",
+        "Maximum open connections of the replica's pool (DB_MAX_OPEN_CONNS).",
+        &|m| m.pool_stats.max_open_connections.to_string(),
+    );
+    each(
+        out,
+        "collex_replica_wait_count_total",
+        "counter",
+        "Acquisitions from the replica's pool that waited because every connection was in use.",
+        &|m| m.pool_stats.wait_count.to_string(),
+    );
+    let r = pool.routing();
+    family(
+        out,
+        "collex_replica_reads_total",
+        "counter",
+        "Repository reads served by a replica.",
+    );
+    let _ = writeln!(out, "collex_replica_reads_total {}", r.replica_reads);
+    family(
+        out,
+        "collex_replica_fallbacks_total",
+        "counter",
+        "Repository reads that asked for a replica and went to the primary, by reason (sticky: inside a session's sticky window after a write; token_timeout: DB_REPLICA_MAX_WAIT passed; unavailable: no replica up; lagging: beyond DB_REPLICA_MAX_LAG).",
+    );
+    for (reason, n) in [
+        ("sticky", r.sticky_reads),
+        ("token_timeout", r.fallback_token_timeout),
+        ("unavailable", r.fallback_unavailable),
+        ("lagging", r.fallback_lagging),
+    ] {
+        let _ = writeln!(out, "collex_replica_fallbacks_total{{reason=\"{reason}\"}} {n}");
+    }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 use crate::migrations::MigrationState;
-use crate::pool::{Engine, PoolStats};
+use crate::pool::{Engine, PoolStats, ReplicaStatus, RouteStats};
 use crate::system::{DiskCheck, MemoryCheck, Verdict};
 
 /// `healthy` or `unhealthy`.
@@ -185,8 +185,43 @@ pub struct DetailedHealthResponse {
     pub checks: DetailedChecks,
     /// Go `DBStats`-equivalent pool statistics.
     pub pool_stats: PoolStats,
+    /// The read replicas (`DB_REPLICA_URLS`), each with its pool's statistics; absent without replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub replicas: Option<Replication>,
     /// The migration state.
     pub migrations: MigrationState,
+}
+
+/// The read replicas as health reports them: `degraded` when one is down or lagging (the primary still
+/// serves every read, so the service's own verdict does not change), each replica, and how reads were routed.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct Replication {
+    /// `healthy` when every replica is, else `degraded`.
+    pub status: &'static str,
+    /// Each replica: state, lag in bytes and seconds, its pool's statistics (`pool_name`).
+    pub members: Vec<ReplicaStatus>,
+    /// Replica reads, sticky reads and fallbacks to the primary by reason.
+    pub routing: RouteStats,
+}
+
+impl Replication {
+    /// The report, or `None` without replicas.
+    pub fn of(members: Vec<ReplicaStatus>, routing: RouteStats) -> Option<Self> {
+        if members.is_empty() {
+            return None;
+        }
+        let status = if members.iter().all(|m| m.status == "healthy") {
+            "healthy"
+        } else {
+            "degraded"
+        };
+        Some(Self {
+            status,
+            members,
+            routing,
+        })
+    }
 }
 
 /// The `database` object of `/health/database`: the spec's `connectivity` and `pool_stats`, then the ping.
@@ -196,6 +231,10 @@ pub struct DatabaseHealth {
     pub connectivity: HealthStatus,
     /// Go `DBStats`-equivalent pool statistics.
     pub pool_stats: PoolStats,
+    /// The read replicas; absent without replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub replicas: Option<Replication>,
     /// Which engine the pool talks to.
     pub engine: Engine,
     /// Where the database is, without the password.
@@ -216,6 +255,7 @@ impl DatabaseHealth {
         Self {
             connectivity: check.connectivity,
             pool_stats,
+            replicas: None,
             engine: check.engine,
             target: check.target,
             latency_ms: check.latency_ms,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use collex_tests::http;
 use entity::businesses;
 use entity::prelude::*;
 use entity::{ReadFrom, WriteToken};
@@ -213,7 +214,16 @@ async fn a_stopped_replica_sends_reads_to_the_primary_at_once_and_a_started_one_
     let db = PairDb::new().await;
     let mut cfg = db.config();
     cfg.replicas.sticky = Duration::ZERO;
-    let pool = Pool::new(&cfg).expect("pool");
+    let app = config::AppConfig::new(cfg, "127.0.0.1:0".parse().expect("address"));
+    let running = service::start(app, std::sync::Arc::new(service::NotWired))
+        .await
+        .expect("start");
+    let addr = running.addr();
+    eventually("the service ready", || {
+        running.state().boot() == service::app::Boot::Done
+    })
+    .await;
+    let pool = running.pool().clone();
     let ctx = Ctx::new().read_from(ReadFrom::Replica);
     let written = Businesses::repo(pool.db(), Ctx::new())
         .expect("repo")
@@ -242,6 +252,25 @@ async fn a_stopped_replica_sends_reads_to_the_primary_at_once_and_a_started_one_
     let [replica] = pool.replica_statuses().try_into().expect("one replica");
     assert_eq!(replica.status, "down", "{replica:?}");
     assert!(replica.error.is_some(), "{replica:?}");
+    // The primary serves: ready; health says the replication is degraded, and metrics say which replica.
+    assert_eq!(http::get(addr, "/ready").await.status, 200);
+    let health = http::get(addr, "/health/database").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let replicas = &health.json()["database"]["replicas"];
+    assert_eq!(replicas["status"], "degraded", "{replicas}");
+    assert_eq!(replicas["members"][0]["status"], "down", "{replicas}");
+    assert_eq!(replicas["members"][0]["pool_name"], "replica1", "{replicas}");
+    let detailed = http::get(addr, "/health/detailed").await.json();
+    assert_eq!(detailed["replicas"]["status"], "degraded", "{detailed}");
+    let metrics = http::get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains("collex_replica_up{pool_name=\"replica1\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("collex_replica_fallbacks_total{reason=\"unavailable\"} 0"),
+        "{metrics}"
+    );
 
     drop(restart);
     eventually("the replica coming back", || {
@@ -256,5 +285,17 @@ async fn a_stopped_replica_sends_reads_to_the_primary_at_once_and_a_started_one_
         .await
         .expect("list");
     assert_eq!(pool.routing().replica_reads, 2);
-    pool.close().await;
+    let health = http::get(addr, "/health/database").await.json();
+    assert_eq!(health["database"]["replicas"]["status"], "healthy", "{health}");
+    let metrics = http::get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains("collex_replica_up{pool_name=\"replica1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("collex_replica_lag_bytes{pool_name=\"replica1\"}"),
+        "{metrics}"
+    );
+    drop(pool);
+    running.shutdown().await.expect("shutdown");
 }
