@@ -56,7 +56,7 @@ pub async fn run(state: AppState) {
                 }
                 state.set_boot_error(None);
                 state.set_boot(Boot::Done);
-                crate::tenancy::warn_if_rls_bypassed(state.pool.db()).await;
+                crate::tenancy::warn_if_rls_bypassed_as(&state.config.db).await;
                 // After readiness, so start-up-to-ready does not wait for the catalog queries; the first
                 // scrape then finds the state start-up left (or shares this read).
                 let now = state.refresh_migration_state().await;

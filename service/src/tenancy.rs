@@ -3,7 +3,8 @@
 //! Row-level security confines every statement to the business of its scoped transaction
 //! (`entity::Scoped`), but PostgreSQL never applies it to a superuser or a role with `BYPASSRLS`: connected
 //! as one, the service would see every business and nothing would say so. The check is one catalog read,
-//! once, after the database is ready; it only warns (the service still works, with the repository's own
+//! once, after the database is ready, on a connection of its own (outside the service's pool: it neither
+//! queues behind the pool's users nor counts in its statistics); it only warns (the service still works, with the repository's own
 //! filters as the isolation).
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -40,5 +41,20 @@ pub async fn rls_bypass(db: &impl ConnectionTrait) -> Option<String> {
 pub async fn warn_if_rls_bypassed(db: &impl ConnectionTrait) {
     if let Some(warning) = rls_bypass(db).await {
         tracing::warn!("{warning}");
+    }
+}
+
+/// [`warn_if_rls_bypassed`] for the role `cfg` connects as, on a one-connection pool of its own, closed
+/// afterwards (PostgreSQL only; a connection failure is only logged at debug level: the pool reports those).
+pub async fn warn_if_rls_bypassed_as(cfg: &config::DbConfig) {
+    if !matches!(cfg.target, config::DbTarget::Postgres(_)) {
+        return;
+    }
+    match config::connect(cfg).await {
+        Ok(db) => {
+            warn_if_rls_bypassed(&db).await;
+            let _ = db.close().await;
+        }
+        Err(e) => tracing::debug!("the row-level security check could not connect: {e}"),
     }
 }
