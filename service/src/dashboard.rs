@@ -322,8 +322,8 @@ struct Data {
     slow_threshold_ms: f64,
     slow_total: u64,
     migrations: MigrationState,
-    /// Replica lag, when replicas are configured (none are in this build).
-    replica: Option<f64>,
+    /// Each replica's state and lag (empty without `DB_REPLICA_URLS`).
+    replicas: Vec<crate::pool::ReplicaStatus>,
 }
 
 /// `GET /dashboard/data`: the numbers of the page, with a fresh ping.
@@ -370,7 +370,7 @@ pub async fn data(State(state): State<AppState>) -> Response {
         slow_threshold_ms: q.slow_threshold().as_secs_f64() * 1000.0,
         slow_total: q.slow_total(),
         migrations,
-        replica: None,
+        replicas: pool.replica_statuses(),
     };
     (
         [

@@ -121,7 +121,8 @@
     text("mig-pending", m.pending == null ? "?" : m.pending);
     text("mig-problems", m.history_problems == null ? "?" : m.history_problems);
     text("mig-drift", m.drift);
-    text("replica", d.replica == null ? "no replica configured" : fmtSecs(d.replica));
+    text("replica", d.replicas.length === 0 ? "no replica configured" : d.replicas.map((r) =>
+      `${r.pool_name}: ${r.status}, ${fmtSecs(r.lag_seconds)} behind (${fmtN(r.lag_bytes)} bytes)`).join(" · "));
     $("closed").replaceChildren(...p.closed.map(([reason, n]) => {
       const li = document.createElement("li");
       const k = document.createElement("span"); k.textContent = reason;

@@ -166,6 +166,7 @@ async fn the_dashboard_shows_real_numbers_in_headless_chromium() {
     );
     assert!(data["history"].as_array().is_some_and(|h| h.len() >= 2));
     assert_eq!(data["migrations"]["state"], "known");
+    assert_eq!(data["replicas"], serde_json::json!([]), "no DB_REPLICA_URLS");
 
     // The page in a browser: ready, with the numbers above, and nothing on the console.
     let url = format!("http://{addr}/dashboard");
@@ -180,6 +181,7 @@ async fn the_dashboard_shows_real_numbers_in_headless_chromium() {
     assert!(dom.contains("SELECT pg_sleep(?)"), "{dom}");
     assert!(text_of(&dom, "ping").is_some_and(|p| p.ends_with(" ms")), "{dom}");
     assert!(dom.contains("<polyline"), "no chart drawn: {dom}");
+    assert_eq!(text_of(&dom, "replica"), Some("no replica configured"), "{dom}");
     assert!(
         console_lines(&stderr).is_empty(),
         "console: {:#?}",
