@@ -50,6 +50,8 @@ async fn repo_reads_that_ask_for_a_replica_land_on_it_and_writes_never_meet_2500
     let db = PairDb::new().await;
     let mut cfg = db.config();
     cfg.replicas.sticky = Duration::ZERO;
+    // Generous, so a loaded machine cannot turn a slow replica answer into a fallback.
+    cfg.replicas.max_wait = Duration::from_secs(5);
     let pool = Pool::new(&cfg).expect("pool");
     let on_replica = Ctx::new().read_from(ReadFrom::Replica);
 
@@ -113,7 +115,8 @@ async fn a_token_read_waits_for_a_delayed_replica_then_falls_back_to_the_primary
     let db = PairDb::new().await;
     let mut cfg = db.config();
     cfg.replicas.sticky = Duration::ZERO;
-    cfg.replicas.max_wait = Duration::from_millis(50);
+    // Also the budget for a replica connection: long enough that a loaded machine still reaches the replica.
+    cfg.replicas.max_wait = Duration::from_millis(500);
     // The delayed replica must stay eligible: this test is about the token, not the lag limit.
     cfg.replicas.max_lag = Duration::from_secs(3600);
     let pool = Pool::new(&cfg).expect("pool");
@@ -149,8 +152,14 @@ async fn a_token_read_waits_for_a_delayed_replica_then_falls_back_to_the_primary
     );
     assert_eq!(after.replica_reads, before.replica_reads, "{after:?}");
 
-    // Without the delay the same kind of read is served by the replica.
+    // Without the delay the same kind of read is served by the replica (a pool that waits long enough for
+    // a loaded machine's replica to replay).
     pair_script(&["delay", "0"]);
+    pool.close().await;
+    let mut cfg = db.config();
+    cfg.replicas.sticky = Duration::ZERO;
+    cfg.replicas.max_wait = Duration::from_secs(5);
+    let pool = Pool::new(&cfg).expect("pool");
     let written = Businesses::repo(pool.db(), Ctx::new())
         .expect("repo")
         .insert(business(&slug()))
@@ -174,7 +183,9 @@ async fn a_token_read_waits_for_a_delayed_replica_then_falls_back_to_the_primary
 async fn within_the_sticky_window_a_read_after_a_write_returns_it_500_times_out_of_500() {
     let _pair = PAIR.lock().await;
     let db = PairDb::new().await;
-    let pool = Pool::new(&db.config()).expect("pool");
+    let mut cfg = db.config();
+    cfg.replicas.max_wait = Duration::from_secs(5);
+    let pool = Pool::new(&cfg).expect("pool");
     let session = pool.session();
     let ctx = Ctx::new().read_from(ReadFrom::Replica);
     let mut seen = 0;
@@ -214,6 +225,9 @@ async fn a_stopped_replica_sends_reads_to_the_primary_at_once_and_a_started_one_
     let db = PairDb::new().await;
     let mut cfg = db.config();
     cfg.replicas.sticky = Duration::ZERO;
+    // The wait budget is also how long a read waits for a replica connection: generous, so the restarted
+    // replica's first connection is not a fallback on a loaded machine.
+    cfg.replicas.max_wait = Duration::from_secs(2);
     let app = config::AppConfig::new(cfg, "127.0.0.1:0".parse().expect("address"));
     let running = service::start(app, std::sync::Arc::new(service::NotWired))
         .await
