@@ -3,6 +3,7 @@
 //!
 //! `run` does the whole bench; `bare` is the reference HTTP server the service is compared with.
 
+mod backup;
 mod bare;
 mod compare;
 mod db;
@@ -35,6 +36,7 @@ const PARTS: &[Part] = &[
     part!("scoped", scoped::run, "a read in entity::Scoped (BEGIN, set_config, read, COMMIT) vs repo find_by_id"),
     part!("updates", updates::run, "versioned Repo::update under contention vs the raw UPDATE loop"),
     part!("migrations", migrations::run, "migration up vs one psql session; migration status vs psql -c"),
+    part!("backup", backup::run, "migration backup (pg_dump -Fc streamed, hashed, manifest) vs plain pg_dump -Fc"),
     part!("service", service::run, "start-up, RSS, /live, /health/database under wrk vs bare axum"),
     part!("timing", timing::run, "entity repo find_by_id with query timing on vs off (issue 14: at most 1.03x)"),
 ];
