@@ -151,6 +151,33 @@ pub fn host_name() -> &'static str {
     })
 }
 
+/// The OS user running this process: `USER`, `LOGNAME` or `USERNAME`, else (a container, cron, systemd
+/// unit without them) the name `/etc/passwd` gives the process's uid, else `uid N`.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn user_from_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_owned())
+    });
+    Some(name.unwrap_or_else(|| format!("uid {uid}")))
+}
+
 /// What a history row is written from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Record<'a> {
@@ -167,12 +194,7 @@ pub(crate) struct Record<'a> {
 pub(crate) fn insert(dialect: Dialect, t: &str, r: &Record<'_>, execution_ms: &str) -> String {
     let applied_by = match dialect {
         Dialect::Postgres => format!("current_user || '@' || {}", quote(host_name())),
-        Dialect::Sqlite => {
-            let user = std::env::var("USER")
-                .or_else(|_| std::env::var("USERNAME"))
-                .unwrap_or_else(|_| "unknown".to_owned());
-            quote(&format!("{user}@{}", host_name()))
-        }
+        Dialect::Sqlite => quote(&format!("{}@{}", os_user(), host_name())),
     };
     let success = match dialect {
         Dialect::Postgres => r.success.to_string(),

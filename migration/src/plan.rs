@@ -44,6 +44,8 @@ pub enum HistoryProblem {
     Missing,
     /// It stopped part-way (no-transaction migration).
     Failed,
+    /// Pending, and its file has no statement yet (a fresh `migration create` template).
+    Empty,
 }
 
 impl HistoryProblem {
@@ -53,6 +55,7 @@ impl HistoryProblem {
             Self::Modified => "modified",
             Self::Missing => "missing",
             Self::Failed => "failed",
+            Self::Empty => "empty: fill it in",
         }
     }
 }
@@ -135,6 +138,13 @@ pub fn status(set: &MigrationSet, history: &[AppliedRow]) -> StatusReport {
             if !r.success {
                 problems.push(HistoryProblem::Failed);
             }
+        } else if let Some(Migration {
+            body: Body::Sql { forward, .. },
+            ..
+        }) = m
+            && forward.is_empty()
+        {
+            problems.push(HistoryProblem::Empty);
         }
         migrations.push(StatusEntry {
             version: v,
@@ -205,13 +215,21 @@ pub fn pending<'s>(
         }
         applied.insert(r.version);
     }
-    MigrateError::from_many(errors)?;
-    Ok(set
+    let pending: Vec<&Migration> = set
         .migrations()
         .iter()
         .filter(|m| !applied.contains(&m.version) && up_to.is_none_or(|u| m.version <= u))
         .take(limit.unwrap_or(usize::MAX))
-        .collect())
+        .collect();
+    for m in &pending {
+        if let Body::Sql { forward, .. } = &m.body
+            && let Err(e) = forward.require_statements()
+        {
+            errors.push(e);
+        }
+    }
+    MigrateError::from_many(errors)?;
+    Ok(pending)
 }
 
 /// What `down` rolls back, newest first.
@@ -269,6 +287,14 @@ pub fn down_targets<'s>(
                     r.version,
                     w = set.digits()
                 ),
+            }),
+            Some(Migration {
+                body: Body::Sql {
+                    rollback: Some(file), ..
+                },
+                ..
+            }) if file.is_empty() => errors.push(MigrateError::Empty {
+                file: file.path.clone(),
             }),
             Some(m) => out.push(m),
         }
@@ -400,6 +426,42 @@ mod tests {
         assert_eq!(versions(&two), [2, 4]);
         let bounded = pending(&s, &history, Tolerance::default(), None, Some(4)).expect("valid");
         assert_eq!(versions(&bounded), [2, 4]);
+    }
+
+    #[test]
+    fn an_empty_template_is_listed_by_status_and_refused_by_up_and_down() {
+        let template = "-- Migration: Add Foo\n-- Version: 002\n\n-- Add your migration SQL here\n";
+        let mut sql = vec![SqlMigration {
+            version: 1,
+            name: "t1".into(),
+            forward: file("001_t1.sql", 1, "CREATE TABLE t1 (id int);"),
+            rollback: Some(file(
+                "001_rollback.sql",
+                1,
+                "-- Add the SQL that undoes 001 here\n",
+            )),
+        }];
+        sql.push(SqlMigration {
+            version: 2,
+            name: "add_foo".into(),
+            forward: file("002_add_foo.sql", 2, template),
+            rollback: None,
+        });
+        let s = MigrationSet::new(sql, Vec::new()).expect("valid");
+        let report = status(&s, &[]);
+        assert_eq!(report.migrations[1].problems, vec![HistoryProblem::Empty]);
+        assert_eq!(HistoryProblem::Empty.as_str(), "empty: fill it in");
+        let err = pending(&s, &[], Tolerance::default(), None, None).expect_err("refused");
+        assert!(err.to_string().contains("002_add_foo.sql` is empty"), "{err}");
+        assert_eq!(
+            pending(&s, &[], Tolerance::default(), Some(1), None)
+                .map(|p| p.len())
+                .ok(),
+            Some(1)
+        );
+        let applied = [row(&s, 1)];
+        let err = down_targets(&s, &applied, DownTarget::Steps(1)).expect_err("empty rollback");
+        assert!(err.to_string().contains("001_rollback.sql` is empty"), "{err}");
     }
 
     #[test]

@@ -357,10 +357,15 @@ impl Migrator {
         up_to: Option<u64>,
         report: &mut RunReport,
     ) -> Result<(), MigrateError> {
-        let history = b.history(true).await?;
+        // Validation first: a refused plan (an empty template, an edited file) leaves the database as it
+        // was, without even a history table.
+        let history = b.history(false).await?;
         let pending = plan::pending(&self.set, &history, self.options.tolerance(), limit, up_to)?;
         if pending.is_empty() {
             return Ok(());
+        }
+        if history.is_empty() {
+            b.history(true).await?;
         }
         self.announce(Direction::Up, &pending);
         let failed: BTreeSet<u64> = history.iter().filter(|r| !r.success).map(|r| r.version).collect();

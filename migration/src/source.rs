@@ -66,7 +66,7 @@ impl SqlFile {
     /// Reads and checks one file; `version` comes from its name.
     ///
     /// # Errors
-    /// [`MigrateError::Unreadable`], [`MigrateError::NotUtf8`], [`MigrateError::Empty`],
+    /// [`MigrateError::Unreadable`], [`MigrateError::NotUtf8`],
     /// [`MigrateError::HeaderVersionMismatch`] or [`MigrateError::TransactionControl`].
     pub fn read(path: &Path, version: u64) -> Result<Self, MigrateError> {
         let bytes = std::fs::read(path).map_err(|source| MigrateError::Unreadable {
@@ -107,12 +107,9 @@ impl SqlFile {
             .lines()
             .next()
             .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION));
+        // An empty file (a fresh `migration create` template) loads: `status` lists it as one to fill in,
+        // and `up` (or `down`, for a rollback) refuses it when it would run.
         let stmts = statements::split(&sql);
-        if stmts.is_empty() {
-            return Err(MigrateError::Empty {
-                file: path.to_owned(),
-            });
-        }
         if !no_transaction {
             for s in &stmts {
                 if let Some(keyword) = statements::transaction_control(&sql, s) {
@@ -152,6 +149,24 @@ fn normalized_checksum(bytes: &[u8]) -> String {
 }
 
 impl SqlFile {
+    /// Whether the file has no statement (only white space and comments, as `migration create` writes it).
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// [`MigrateError::Empty`] for this file when [it is empty](SqlFile::is_empty).
+    ///
+    /// # Errors
+    /// [`MigrateError::Empty`].
+    pub fn require_statements(&self) -> Result<(), MigrateError> {
+        if self.is_empty() {
+            return Err(MigrateError::Empty {
+                file: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `recorded` is this file's checksum: the current one, or one that runners before checksums
     /// were normalised recorded over the raw bytes of this text with or without a byte-order mark, with LF or
     /// CRLF line endings (a file applied from a Windows checkout, then converted). Computed only on a

@@ -175,3 +175,49 @@ async fn an_upper_case_sql_extension_is_refused_not_ignored() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("002_x.SQL"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn a_fresh_template_is_listed_as_empty_by_status_and_refused_by_up_naming_the_file() {
+    let pg = PgTestDb::new().await;
+    let db = pg.connect().await;
+    let dir = MigDir::new();
+    dir.tables(1);
+    let out = run(pg.url(), dir.path(), &["create", "add foo"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let out = run(pg.url(), dir.path(), &["status"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("empty: fill it in"), "{}", out.stdout);
+
+    let out = run(pg.url(), dir.path(), &["up"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("002_add_foo.sql` is empty"), "{}", out.stderr);
+    assert!(history(&db).await.is_empty(), "nothing applied");
+}
+
+#[tokio::test]
+async fn applied_by_names_the_os_user_when_user_is_unset() {
+    let dir = MigDir::new();
+    dir.tables(1);
+    let file = dir.path().join("app.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let out = super::support::command(&url, dir.path(), &["up"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let db = Database::connect(&url).await.expect("open");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT applied_by FROM collex_migrations".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    let by: String = row.try_get_by_index(0).expect("text");
+    assert!(!by.starts_with("unknown@"), "{by}");
+}
