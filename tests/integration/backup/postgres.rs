@@ -6,6 +6,7 @@ use collex_tests::{PgTestDb, TempDir};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::support::{command, corrupt, finish, manifest, only_snapshot, pair, run, snapshots};
+use crate::service::support;
 
 const SCHEMA: &str = "CREATE TYPE mood AS ENUM ('ok', 'sad');
 CREATE TABLE accounts (
@@ -483,4 +484,49 @@ async fn postgres_the_repository_schema_survives_a_backup_and_restore() {
     .await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!((catalog(&db).await, all_rows(&db).await), before);
+}
+
+/// DB_BACKUP_BEFORE_MIGRATE is honoured by the service's auto-migrate too: one snapshot, taken before the
+/// pending migration ran (at the earlier version), and none at a later start with nothing pending.
+#[tokio::test]
+async fn postgres_the_services_auto_migrate_snapshots_first_and_only_when_something_is_pending() {
+    let (pg, db, migs, backups) = populated().await;
+    pair(
+        &migs,
+        2,
+        "drop_note",
+        "ALTER TABLE accounts DROP COLUMN note;",
+        "ALTER TABLE accounts ADD COLUMN note text;",
+    );
+    let config = || {
+        let mut cfg = config::DbConfig::try_from_url(pg.url()).expect("test URL parses");
+        cfg.auto_migrate = true;
+        cfg.migrate_path = migs.path().to_path_buf();
+        cfg.backup.dir = backups.path().to_path_buf();
+        cfg.backup.before_migrate = true;
+        cfg
+    };
+    // The runner built from the configuration, as the service binary builds it.
+    let start = || async {
+        let svc = service::start(
+            support::app(config()),
+            std::sync::Arc::new(service::Runner::new(config())),
+        )
+        .await
+        .expect("service starts");
+        support::wait_for_status(svc.addr(), "/ready", 200, std::time::Duration::from_secs(60)).await;
+        svc.shutdown().await.expect("shutdown");
+    };
+    start().await;
+    let file = only_snapshot(backups.path());
+    assert_eq!(manifest(&file)["schema_version"], 1);
+    assert_eq!(history(&db).await, ["1", "2"]);
+
+    start().await;
+    assert_eq!(
+        snapshots(backups.path()).len(),
+        1,
+        "nothing was pending: {:?}",
+        snapshots(backups.path())
+    );
 }
