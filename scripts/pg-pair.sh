@@ -43,11 +43,18 @@ conf_port() { sed -n "s/^port = \([0-9]*\)$/\1/p" "$1/collex.conf" | tail -n1; }
 server_running() { live_pid "$1/postmaster.pid" "$1" >/dev/null; }
 
 stop_server() {
-  local data=$1 pid
+  local data=$1 pid i
   pid=$(live_pid "$data/postmaster.pid" "$data") || return 0
   as_server "$PG_BIN/pg_ctl" -D "$data" -m fast -t 30 -w stop >/dev/null 2>&1 ||
     as_server "$PG_BIN/pg_ctl" -D "$data" -m immediate -t 10 -w stop >/dev/null 2>&1 ||
-    stop_pid "$pid" 5
+    true
+  # pg_ctl -w returns once the pid file is gone, which the postmaster removes just before it exits: wait for the
+  # process itself, so what comes next (a new server, a check that the old one is gone) never meets it.
+  for ((i = 0; i < 100; i++)); do
+    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$data" || return 0
+    sleep 0.1
+  done
+  stop_pid "$pid" 5
 }
 
 # Starts the server of `data` on a free port, choosing another one when the bind fails (another program took
