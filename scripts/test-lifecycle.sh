@@ -61,13 +61,26 @@ else
   fail replica_stops_and_starts_while_the_pair_is_up "exit $code, replica answered '$gone' after stop: $out"
 fi
 
+# Gone: no such process, or one that has exited and waits to be reaped by a parent that is not ours (a zombie
+# holds its pid, and kill -0 still succeeds on it). Up to 5 s, for an exit still in progress.
+gone() {
+  local pid=$1 i
+  for ((i = 0; i < 50; i++)); do
+    if [ ! -e "/proc/$pid" ] || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
 old_primary=$(pid_of primary)
 old_replica=$(pid_of replica)
-if out=$(pair up) && ! kill -0 "$old_primary" 2>/dev/null && ! kill -0 "$old_replica" 2>/dev/null &&
+if out=$(pair up) && gone "$old_primary" && gone "$old_replica" &&
   [ "$(pid_of primary)" != "$old_primary" ]; then
   ok up_replaces_a_pair_left_behind
 else
-  fail up_replaces_a_pair_left_behind "$out; old primary $old_primary alive: $(kill -0 "$old_primary" 2>/dev/null && echo yes || echo no)"
+  fail up_replaces_a_pair_left_behind "$out; old primary $old_primary: $(grep '^State' "/proc/$old_primary/status" 2>/dev/null || echo gone)"
 fi
 
 # A crash: the poolers keep running, both servers die without cleaning up, and the primary's pid file names a
